@@ -1,0 +1,282 @@
+"""Settings from the environment and an optional ``.env`` file.
+
+    from monps_store import config
+    settings = config.load_settings()          # os.environ, then ./.env for what is unset
+    settings = config.from_url("postgresql://app:secret@db:5432/monps")
+
+The variables are the ones existing deployments already use (see ``.env.example``).
+``load_settings`` reports every missing or invalid variable in one :class:`ConfigError`.
+Passwords are held in :class:`Secret`, which prints as ``***`` in ``repr``, ``str``, logs and
+f-strings; only :meth:`Settings.connect_params` reveals it, to hand it to the driver.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from monps_store.errors import ConfigError
+
+MASK = "***"
+URL_SCHEMES = ("postgresql", "postgres")
+# Connection parameters a URL may carry in its query string that map onto Settings fields;
+# any other query parameter (sslmode, target_session_attrs, ...) is passed to libpq as is.
+_URL_FIELDS = {"host", "port", "user", "password", "dbname"}
+
+
+class Secret:
+    """A string that never shows itself: ``repr``/``str``/``format`` give ``***``."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self):
+        return MASK
+
+    __str__ = __repr__
+
+    def __format__(self, spec):
+        return MASK
+
+    def __eq__(self, other):
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self):
+        return hash(self._value)
+
+    def __bool__(self):
+        return bool(self._value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Everything needed to connect and size the pool. Immutable; build with ``load_settings``,
+    ``from_url`` or ``dataclasses.replace``."""
+
+    database: str | None
+    user: str | None = None
+    password: Secret | None = None
+    host: str | None = "localhost"
+    port: int = 5432
+    params: tuple[tuple[str, str], ...] = ()  # extra libpq parameters from DATABASE_URL
+    pool_size: int = 5
+    max_overflow: int = 10
+    pool_timeout: float = 30.0
+    pool_recycle: int = 3600
+    echo: bool = False
+    connect_timeout: int = 10
+    statement_timeout: int = 0
+    application_name: str = "monps_store"
+    migration_url: Secret | None = None
+    source: str = "DB_*"  # where the connection came from: "DATABASE_URL", "DB_*" or "url"
+
+    def __post_init__(self):
+        problems = check_ranges({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+        if problems:
+            raise ConfigError(problems)
+
+    @property
+    def max_connections(self) -> int:
+        return self.pool_size + self.max_overflow
+
+    def connect_params(self) -> dict:
+        """Keyword arguments for ``psycopg2.connect`` (reveals the password: driver use only)."""
+        params = dict(self.params)
+        for key, value in (("host", self.host), ("port", self.port), ("user", self.user)):
+            if value is not None:
+                params[key] = value
+        if self.password:
+            params["password"] = self.password.reveal()
+        params["connect_timeout"] = self.connect_timeout
+        params["application_name"] = self.application_name
+        if self.statement_timeout:
+            # A startup option costs no round trip and covers every statement of the session.
+            option = f"-c statement_timeout={self.statement_timeout}"
+            params["options"] = f"{params['options']} {option}" if "options" in params else option
+        return params
+
+    @property
+    def display_url(self) -> str:
+        """The connection as a URL with the password masked: safe to print and log."""
+        auth = self.user or ""
+        if self.password:
+            auth += ":" + MASK
+        host = self.host or ""
+        if host.startswith("/"):  # a unix socket directory
+            return f"postgresql://{auth}@/{self.database or ''}?host={host}"
+        return f"postgresql://{auth}@{host}:{self.port}/{self.database or ''}"
+
+    def describe(self) -> dict:
+        """The effective settings as plain values, password masked (for ``check`` and logs)."""
+        return {
+            "source": self.source,
+            "url": self.display_url,
+            "host": self.host,
+            "port": self.port,
+            "database": self.database,
+            "user": self.user,
+            "password": MASK if self.password else None,
+            "params": {k: (MASK if "pass" in k else v) for k, v in self.params},
+            "pool_size": self.pool_size,
+            "max_overflow": self.max_overflow,
+            "max_connections": self.max_connections,
+            "pool_timeout": self.pool_timeout,
+            "pool_recycle": self.pool_recycle,
+            "echo": self.echo,
+            "connect_timeout": self.connect_timeout,
+            "statement_timeout": self.statement_timeout,
+            "application_name": self.application_name,
+            "migration_url": MASK if self.migration_url else None,
+        }
+
+
+# (variable, Settings field, minimum) for the numeric settings.
+_NUMERIC = (
+    ("DB_PORT", "port", 1),
+    ("DB_POOL_SIZE", "pool_size", 1),
+    ("DB_MAX_OVERFLOW", "max_overflow", 0),
+    ("DB_POOL_TIMEOUT", "pool_timeout", 0),
+    ("DB_POOL_RECYCLE", "pool_recycle", 0),
+    ("DB_CONNECT_TIMEOUT", "connect_timeout", 0),
+    ("DB_STATEMENT_TIMEOUT", "statement_timeout", 0),
+)
+
+
+def check_ranges(values: Mapping) -> list[str]:
+    """Problems with already-typed values, one line per variable (shared by every entry path)."""
+    problems = []
+    for var, field, minimum in _NUMERIC:
+        value = values.get(field)
+        if value is not None and value < minimum:
+            problems.append(f"{var}: must be at least {minimum}")
+    if values.get("port") is not None and values["port"] > 65535:
+        problems.append("DB_PORT: must be at most 65535")
+    name = values.get("application_name")
+    if name is not None and (not name.strip() or len(name) > 63 or not name.isascii()):
+        problems.append("DB_APPLICATION_NAME: must be 1-63 ASCII characters")
+    return problems
+
+
+def parse_url(url: str, variable: str = "url") -> dict:
+    """Split a ``postgresql://`` URL into Settings fields. Errors name ``variable``, never the
+    URL itself (it may hold a password)."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        raise ConfigError([f"{variable}: not a valid URL (bad port or brackets)"]) from None
+    if parts.scheme not in URL_SCHEMES:
+        raise ConfigError(
+            [f"{variable}: must start with postgresql:// (got scheme {parts.scheme!r})"]
+        )
+    fields = {
+        "host": unquote(parts.hostname) if parts.hostname else None,
+        "port": port or 5432,
+        "user": unquote(parts.username) if parts.username else None,
+        "password": unquote(parts.password) if parts.password else None,
+        "database": unquote(parts.path.lstrip("/")) or None,
+    }
+    extra = []
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key not in _URL_FIELDS:
+            extra.append((key, value))
+        elif key == "port":
+            if not value.isdigit():
+                raise ConfigError([f"{variable}: query parameter port must be a number"])
+            fields["port"] = int(value)
+        else:
+            fields["database" if key == "dbname" else key] = value or None
+    fields["password"] = Secret(fields["password"]) if fields["password"] else None
+    fields["params"] = tuple(extra)
+    return fields
+
+
+def from_url(url: str, **overrides) -> Settings:
+    """Settings for ``url`` with the defaults for everything else; reads no environment."""
+    return Settings(**(parse_url(url) | {"source": "url"} | overrides))
+
+
+def load_settings(environ: Mapping[str, str] | None = None, env_file=".env") -> Settings:
+    """Read the settings from ``environ`` (default ``os.environ``), then ``env_file`` for
+    variables the environment does not set (pass ``None`` to read no file).
+
+    Raises ConfigError naming every missing or invalid variable at once.
+    """
+    # environs pulls in marshmallow (~0.2 s): imported here, never at package import.
+    from environs import Env
+
+    source = os.environ if environ is None else environ
+
+    class _Env(Env):
+        def _get_value(self, env_key, default):
+            value = source.get(env_key)
+            if value is None:
+                value = self._environ.get(env_key)
+            if value is None or (env_key in _BLANK_IS_UNSET and not value.strip()):
+                return default
+            return value
+
+    env = _Env(eager=False)
+    if env_file is not None and os.path.isfile(env_file):
+        env.read_env(env_file, recurse=False)
+
+    values = {
+        "host": env.str("DB_HOST", "localhost"),
+        "port": env.int("DB_PORT", 5432),
+        "pool_size": env.int("DB_POOL_SIZE", 5),
+        "max_overflow": env.int("DB_MAX_OVERFLOW", 10),
+        "pool_timeout": env.float("DB_POOL_TIMEOUT", 30.0),
+        "pool_recycle": env.int("DB_POOL_RECYCLE", 3600),
+        "echo": env.bool("DB_ECHO", False),
+        "connect_timeout": env.int("DB_CONNECT_TIMEOUT", 10),
+        "statement_timeout": env.int("DB_STATEMENT_TIMEOUT", 0),
+        "application_name": env.str("DB_APPLICATION_NAME", "monps_store"),
+    }
+    url = env.str("DATABASE_URL", None)
+    migration_url = env.str("MIGRATION_DATABASE_URL", None)
+    user, password, name = (env.str(v, None) for v in ("DB_USER", "DB_PASSWORD", "DB_NAME"))
+
+    problems = []
+    try:
+        env.seal()
+    except Exception as exc:  # environs' EnvValidationError: {variable: [messages]}
+        for var, messages in exc.error_messages.items():
+            problems.append(f"{var}: {' '.join(str(m) for m in messages)}")
+
+    if url is not None:
+        try:
+            values |= parse_url(url, "DATABASE_URL")
+            values["source"] = "DATABASE_URL"
+        except ConfigError as exc:
+            problems += exc.problems
+    else:
+        for var, value in (("DB_USER", user), ("DB_NAME", name)):
+            if value is None or not value.strip():
+                problems.append(f"{var}: required (or set DATABASE_URL)")
+        if password is None:
+            problems.append("DB_PASSWORD: required (or set DATABASE_URL)")
+        elif not password.strip():
+            problems.append("DB_PASSWORD: is empty or blank; an empty password is refused")
+        values |= {"user": user, "password": Secret(password or ""), "database": name}
+    if migration_url is not None:
+        try:
+            parse_url(migration_url, "MIGRATION_DATABASE_URL")
+            values["migration_url"] = Secret(migration_url.strip())
+        except ConfigError as exc:
+            problems += exc.problems
+
+    problems += check_ranges(values)
+    if problems:
+        raise ConfigError(sorted(set(problems)))
+    return Settings(**values)
+
+
+# A blank URL in a .env copied from .env.example means "not set", not "invalid".
+_BLANK_IS_UNSET = {"DATABASE_URL", "MIGRATION_DATABASE_URL"}

@@ -1,0 +1,341 @@
+"""The pooled PostgreSQL database every model is bound to, and the scopes that use it.
+
+    import monps_store
+    monps_store.init_db()                      # settings from the environment / .env
+    with monps_store.connection():             # a pooled connection, always given back
+        ...
+    monps_store.pool_status()                  # {"max_connections": 15, "in_use": 0, ...}
+
+``db`` exists unconfigured from import on (peewee's deferred initialisation); ``init_db``
+configures it and may be called again to reconfigure. On top of peewee's pool this adds:
+
+- a lost connection surfaces as :class:`~monps_store.errors.ConnectionLost` whichever driver
+  error reported it, and the dead connection is thrown away, not pooled;
+- an exhausted pool raises :class:`~monps_store.errors.PoolExhausted` after the wait timeout;
+- at most ``pool_size`` idle connections are kept, overflow ones are closed when returned;
+- ``pool_status()`` figures, and log lines on state changes only (saturation, dead connections).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import logging
+import threading
+
+import peewee
+from playhouse.pool import MaxConnectionsExceeded, PooledPostgresqlDatabase
+
+from monps_store import config, errors
+
+logger = logging.getLogger(__name__)
+
+# SQLSTATE classes that mean the session is gone: 08 connection exception, 57P01-57P03
+# admin shutdown / crash shutdown / cannot connect now.
+_DISCONNECT_CODES = ("08", "57P01", "57P02", "57P03")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class _State(peewee._ConnectionState):
+    """Peewee's per-thread connection state, plus whether that connection was found dead."""
+
+    def reset(self):
+        super().reset()
+        self.lost = False
+
+    def set_connection(self, conn):
+        super().set_connection(conn)
+        self.lost = False
+
+
+class _LocalState(_State, threading.local):
+    pass
+
+
+class _Savepoint(peewee._savepoint):
+    def rollback(self, begin=True):
+        # The server ended the whole transaction with the session: nothing to roll back to.
+        if not self.db._state.lost:
+            super().rollback(begin)
+
+
+class MonpsDatabase(PooledPostgresqlDatabase):
+    """``PooledPostgresqlDatabase`` with dead-connection handling, pool figures and logging."""
+
+    def __init__(self, database=None, **kwargs):
+        super().__init__(database, **kwargs)
+        self._state = _LocalState()
+        self.settings: config.Settings | None = None
+        self._pool_size = 0
+        self._saturated = False
+        self._echo = False
+        self._open_keys = set()  # every connection this pool has opened and not yet closed
+        self._stats = dict.fromkeys(
+            ("opened", "closed_overflow", "recycled", "dead_discarded", "lost", "exhausted"), 0
+        )
+
+    # -- configuration -------------------------------------------------------------------
+
+    def configure(self, settings: config.Settings) -> None:
+        """(Re)bind to ``settings``: every pooled connection of the old configuration is closed."""
+        if not self.deferred:
+            self.close_all()
+        params = settings.connect_params()
+        # peewee's init() merges into the old parameters: start clean so a reconfiguration
+        # never keeps a stale password or host.
+        self.connect_params = {}
+        self.server_version = None
+        self.init(
+            settings.database or "",
+            max_connections=settings.max_connections,
+            stale_timeout=settings.pool_recycle or None,
+            **params,
+        )
+        self.deferred = False  # a URL without a database name still configures the object
+        # peewee: None fails at once, 0 waits forever; our 0 means "do not wait".
+        self._wait_timeout = settings.pool_timeout or None
+        self._stale_timeout = settings.pool_recycle or None
+        self._max_connections = settings.max_connections
+        self._pool_size = settings.pool_size
+        self.settings = settings
+        if settings.echo or self._echo:  # leave a level the application set alone
+            logging.getLogger("peewee").setLevel(logging.DEBUG if settings.echo else logging.NOTSET)
+            self._echo = settings.echo
+
+    def connect(self, reuse_if_open=False):
+        if self.deferred:
+            raise errors.MonpsStoreError(
+                "monps_store is not initialised: call monps_store.init_db() first"
+            )
+        try:
+            return super().connect(reuse_if_open)
+
+        except MaxConnectionsExceeded:
+            with self._pool_lock:
+                self._stats["exhausted"] += 1
+            settings = self.settings
+            raise errors.PoolExhausted(
+                f"connection pool exhausted: all {self._max_connections} connections are in use "
+                f"(DB_POOL_SIZE={settings.pool_size} + DB_MAX_OVERFLOW={settings.max_overflow}), "
+                f"none came free within DB_POOL_TIMEOUT={settings.pool_timeout:g}s"
+            ) from None
+        except peewee.OperationalError as exc:
+            raise errors.ConnectFailed(
+                f"cannot connect to {self.settings.display_url}: {_first_line(exc)}"
+            ) from exc
+
+    def _connect(self):
+        with self._pool_lock:
+            conn = super()._connect()
+            key = self.conn_key(conn)
+            if key not in self._open_keys:
+                self._open_keys.add(key)
+                self._stats["opened"] += 1
+            in_use = len(self._in_use)
+            if in_use >= self._max_connections and not self._saturated:
+                self._saturated = True
+                logger.warning(
+                    "connection pool saturated: %d of %d connections in use",
+                    in_use, self._max_connections,
+                )
+            return conn
+
+    def _close_raw(self, conn):
+        self._open_keys.discard(self.conn_key(conn))
+        super()._close_raw(conn)
+
+    def _is_closed(self, conn):
+        # peewee probes an idle connection with SELECT 1 on checkout; count what it drops.
+        dead = super()._is_closed(conn)
+        if dead:
+            self._stats["dead_discarded"] += 1
+            logger.info("discarded a dead idle connection; a new one will be opened")
+        return dead
+
+    def _close(self, conn, close_conn=False):
+        with self._pool_lock:
+            key = self.conn_key(conn)
+            pool_conn = self._in_use.get(key)
+            if pool_conn is not None and not close_conn:
+                if self._stale_timeout and self._is_stale(pool_conn.timestamp):
+                    self._stats["recycled"] += 1
+                elif conn.closed or self._adapter.txn_status(conn) == self._adapter.txn_unknown:
+                    self._stats["dead_discarded"] += 1
+                    logger.warning("discarded a dead connection on return to the pool")
+                    close_conn = True
+            super()._close(conn, close_conn=close_conn)
+            # Keep at most pool_size idle connections; the rest were overflow.
+            while len(self._connections) > self._pool_size:
+                _ts, _n, extra = heapq.heappop(self._connections)  # the oldest
+                self._close_raw(extra)
+                self._stats["closed_overflow"] += 1
+            if self._saturated and len(self._in_use) < self._max_connections:
+                self._saturated = False
+                logger.info(
+                    "connection pool no longer saturated: %d of %d in use",
+                    len(self._in_use), self._max_connections,
+                )
+
+    def pool_status(self) -> dict:
+        with self._pool_lock:
+            in_use, idle = len(self._in_use), len(self._connections)
+            status = {
+                "configured": not self.deferred,
+                "max_connections": self._max_connections,
+                "pool_size": self._pool_size,
+                "max_overflow": self._max_connections - self._pool_size,
+                "in_use": in_use,
+                "idle": idle,
+                "available": self._max_connections - in_use,
+                "saturated": self._saturated,
+                "wait_timeout": self._wait_timeout or 0,
+                "recycle_seconds": self._stale_timeout or 0,
+            }
+            status.update(self._stats)
+            return status
+
+    # -- lost connections ----------------------------------------------------------------
+
+    def _lost(self, exc) -> bool:
+        """Whether ``exc`` means this thread's connection is dead (and remember it)."""
+        conn = self._state.conn
+        code = getattr(getattr(exc, "orig", exc), "pgcode", None) or ""
+        dead = (conn is not None and conn.closed) or code.startswith(_DISCONNECT_CODES)
+        if dead and not self._state.lost:
+            self._state.lost = True
+            self._stats["lost"] += 1
+            logger.warning("database connection lost: %s", _first_line(exc))
+        return dead
+
+    def _raise_lost(self, exc):
+        raise errors.ConnectionLost(
+            f"lost the database connection ({_first_line(exc)}); the server rolled back the "
+            "open transaction, if any. The dead connection is discarded: retry the unit of work."
+        ) from exc
+
+    def cursor(self, named_cursor=None):
+        if self._state.lost:
+            if self.in_transaction():
+                raise errors.ConnectionLost(
+                    "the database connection was lost earlier in this transaction; "
+                    "leave the transaction and retry the unit of work"
+                )
+            logger.info("reconnecting after a lost connection")
+            self.close()  # returns nothing to the pool: _close sees the dead connection
+        return super().cursor(named_cursor)
+
+    def _execute_cursor(self, sql, params, **cursor_options):
+        try:
+            return super()._execute_cursor(sql, params, **cursor_options)
+        except (peewee.OperationalError, peewee.InterfaceError) as exc:
+            if self._lost(exc):
+                self._raise_lost(exc)
+            raise
+
+    def begin(self, *args, **kwargs):
+        try:
+            return super().begin(*args, **kwargs)
+        except (peewee.OperationalError, peewee.InterfaceError) as exc:
+            if self._lost(exc):
+                self._raise_lost(exc)
+            raise
+
+    def commit(self):
+        if self._state.lost:
+            raise errors.ConnectionLost("cannot commit: the database connection was lost")
+        try:
+            return super().commit()
+        except (peewee.OperationalError, peewee.InterfaceError) as exc:
+            if self._lost(exc):
+                self._raise_lost(exc)
+            raise
+
+    def rollback(self):
+        if self._state.lost:
+            return  # the server rolled back when the session ended
+        try:
+            return super().rollback()
+        except (peewee.OperationalError, peewee.InterfaceError) as exc:
+            if self._lost(exc):
+                return
+            raise
+
+    def savepoint(self):
+        return _Savepoint(self)
+
+
+db = MonpsDatabase(None)
+
+
+def init_db(settings: config.Settings | None = None, *, url: str | None = None,
+            **overrides) -> config.Settings:
+    """Configure :data:`db` from ``settings``, else ``url``, else the environment / .env.
+
+    ``overrides`` replace single settings (``init_db(url=..., pool_size=2)``). Calling it again
+    reconfigures cleanly: the old pool is closed. Opens no connection. Returns the settings.
+    """
+    if settings is None:
+        settings = config.from_url(url) if url is not None else config.load_settings()
+    if overrides:
+        settings = _replace(settings, overrides)
+    db.configure(settings)
+    return settings
+
+
+def _replace(settings, overrides):
+    unknown = set(overrides) - {f.name for f in dataclasses.fields(settings)}
+    if unknown:
+        raise errors.ConfigError([f"unknown setting {name!r}" for name in sorted(unknown)])
+    return dataclasses.replace(settings, **overrides)
+
+
+def close_db() -> None:
+    """Close every pooled connection (a cron job's last step). ``init_db`` settings are kept."""
+    if not db.deferred:
+        db.close_all()
+
+
+class connection:
+    """A pooled connection for the scope, returned to the pool however the scope ends.
+
+    Scopes nest: only the outermost one opens and returns the connection, so a function may
+    open its own scope whether or not its caller already has one.
+    """
+
+    __slots__ = ("_opened",)
+
+    def __enter__(self):
+        self._opened = db.is_closed()
+        if self._opened:
+            db.connect()
+        return db
+
+    def __exit__(self, exc_type, exc, tb):
+        if self._opened and not db.is_closed():
+            db.close()
+
+
+def check_connection() -> bool:
+    """True when a round trip to the server works. Never raises (logs why at WARNING)."""
+    try:
+        with connection():
+            db.execute_sql("SELECT 1").fetchone()
+        return True
+    except Exception as exc:  # by contract: any failure is a False, with the reason logged
+        logger.warning("connection check failed: %s", _first_line(exc))
+        return False
+
+
+def pool_status() -> dict:
+    """Public pool figures: max_connections, in_use, idle, available, saturated, counters."""
+    return db.pool_status()
+
+
+def server_version() -> str:
+    """The server's version string, e.g. ``"16.2"``."""
+    with connection():
+        return db.execute_sql("SHOW server_version").fetchone()[0]

@@ -1,0 +1,57 @@
+"""Errors monps_store raises on purpose.
+
+Every one derives from :class:`MonpsStoreError`, so a caller can catch the package's own
+failures in one place and let anything else (a bug, an unexpected database error) through.
+Database errors that are not translated here reach the caller as peewee's exceptions, with the
+driver's error chained.
+"""
+
+
+class MonpsStoreError(Exception):
+    """Root of every error monps_store raises on purpose."""
+
+
+class ConfigError(MonpsStoreError):
+    """The configuration is missing or invalid.
+
+    ``problems`` lists one line per variable, so all of them can be fixed in one pass.
+    """
+
+    def __init__(self, problems, hint="see .env.example for every variable"):
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"invalid configuration ({hint}):\n{lines}")
+
+
+class EmbeddedUnavailable(ConfigError):
+    """The embedded PostgreSQL server cannot be used on this installation."""
+
+    def __init__(self, reason):
+        MonpsStoreError.__init__(self, reason)
+        self.problems = [reason]
+
+
+class NotFound(MonpsStoreError, LookupError):
+    """A row that was looked up by key does not exist."""
+
+
+class InvalidInput(MonpsStoreError, ValueError):
+    """Input rejected before it reached the database; the message names the input."""
+
+
+class ConnectionLost(MonpsStoreError):
+    """The database connection was lost (or could not be opened).
+
+    Raised whichever of the driver's OperationalError or InterfaceError reported it; the
+    driver's error is chained as ``__cause__``. Work in the open transaction was rolled back
+    by the server; the dead connection has been discarded, so the next connection scope or
+    transaction gets a fresh one. Retrying the whole unit of work is safe.
+    """
+
+
+class ConnectFailed(ConnectionLost):
+    """A new connection could not be opened (server down, refused, or authentication failed)."""
+
+
+class PoolExhausted(MonpsStoreError):
+    """Every pooled connection stayed in use for the whole wait timeout."""
