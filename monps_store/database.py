@@ -71,9 +71,12 @@ class MonpsDatabase(PooledPostgresqlDatabase):
         self._state = _LocalState()
         self.settings: config.Settings | None = None
         self._pool_size = 0
-        self._saturated = False
         self._echo = False
         self._open_keys = set()  # every connection this pool has opened and not yet closed
+        self._reset_figures()
+
+    def _reset_figures(self):
+        self._saturated = False
         self._stats = dict.fromkeys(
             ("opened", "closed_overflow", "recycled", "dead_discarded", "lost", "exhausted"), 0
         )
@@ -101,6 +104,7 @@ class MonpsDatabase(PooledPostgresqlDatabase):
         self._stale_timeout = settings.pool_recycle or None
         self._max_connections = settings.max_connections
         self._pool_size = settings.pool_size
+        self._reset_figures()
         self.settings = settings
         if settings.echo or self._echo:  # leave a level the application set alone
             logging.getLogger("peewee").setLevel(logging.DEBUG if settings.echo else logging.NOTSET)
