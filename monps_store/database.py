@@ -148,6 +148,13 @@ class MonpsDatabase(PooledPostgresqlDatabase):
                 )
             return conn
 
+    def _is_stale(self, timestamp):
+        # Checked on checkout and on return; a stale connection is closed right after.
+        stale = super()._is_stale(timestamp)
+        if stale:
+            self._stats["recycled"] += 1
+        return stale
+
     def _close_raw(self, conn):
         self._open_keys.discard(self.conn_key(conn))
         super()._close_raw(conn)
@@ -164,13 +171,11 @@ class MonpsDatabase(PooledPostgresqlDatabase):
         with self._pool_lock:
             key = self.conn_key(conn)
             pool_conn = self._in_use.get(key)
-            if pool_conn is not None and not close_conn:
-                if self._stale_timeout and self._is_stale(pool_conn.timestamp):
-                    self._stats["recycled"] += 1
-                elif conn.closed or self._adapter.txn_status(conn) == self._adapter.txn_unknown:
-                    self._stats["dead_discarded"] += 1
-                    logger.warning("discarded a dead connection on return to the pool")
-                    close_conn = True
+            if pool_conn is not None and not close_conn and (
+                    conn.closed or self._adapter.txn_status(conn) == self._adapter.txn_unknown):
+                self._stats["dead_discarded"] += 1
+                logger.warning("discarded a dead connection on return to the pool")
+                close_conn = True
             super()._close(conn, close_conn=close_conn)
             # Keep at most pool_size idle connections; the rest were overflow.
             while len(self._connections) > self._pool_size:
@@ -211,7 +216,8 @@ class MonpsDatabase(PooledPostgresqlDatabase):
         dead = (conn is not None and conn.closed) or code.startswith(_DISCONNECT_CODES)
         if dead and not self._state.lost:
             self._state.lost = True
-            self._stats["lost"] += 1
+            with self._pool_lock:
+                self._stats["lost"] += 1
             logger.warning("database connection lost: %s", _first_line(exc))
         return dead
 

@@ -1,5 +1,6 @@
 import logging
 import threading
+import time
 
 import peewee
 import pytest
@@ -139,6 +140,25 @@ def test_reinitialising_closes_the_old_pool_and_applies_the_new_settings(pg, db)
     assert pg.backends() == []
     with monps_store.connection():
         assert db.execute_sql("SHOW application_name").fetchone() == ("monps_test_second",)
+    monps_store.close_db()
+
+
+def test_a_connection_older_than_the_recycle_age_is_replaced(pg):
+    monps_store.init_db(url=pg.url, application_name=TEST_APP_NAME, pool_recycle=1)
+    with monps_store.connection() as db:
+        first = backend_pid(db)
+    time.sleep(1.2)
+    with monps_store.connection() as db:
+        second = backend_pid(db)
+    assert second != first
+    status = monps_store.pool_status()
+    assert (status["opened"], status["recycled"], status["in_use"]) == (2, 1, 0)
+    assert pg.backends() == [second]
+    # Returned after its recycle age: closed on check-in, counted once.
+    with monps_store.connection():
+        time.sleep(1.2)
+    status = monps_store.pool_status()
+    assert (status["recycled"], status["idle"]) == (2, 0)
     monps_store.close_db()
 
 
