@@ -9,6 +9,7 @@ Importing the package reads no environment and opens no connection.
 """
 
 from monps_store import errors
+from monps_store.audit import audit_context
 from monps_store.database import (
     check_connection,
     close_db,
@@ -17,8 +18,10 @@ from monps_store.database import (
     init_db,
     pool_status,
 )
+from monps_store.uow import unit_of_work
 
 __all__ = [
+    "audit_context",
     "check_connection",
     "close_db",
     "connection",
@@ -26,5 +29,6 @@ __all__ = [
     "errors",
     "init_db",
     "pool_status",
+    "unit_of_work",
 ]
 __version__ = "0.1.0"

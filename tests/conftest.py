@@ -22,6 +22,7 @@ import pytest
 
 import monps_store
 from monps_store import config
+from monps_store.models import ALL_MODELS
 
 TEST_APP_NAME = "monps_test"
 
@@ -102,12 +103,26 @@ def pg():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def tables(pg):
+    """The project's schemas and tables, built once from the models."""
+    from monps_store import schema
+
+    monps_store.init_db(url=pg.url, application_name=TEST_APP_NAME)
+    schema.drop_all()
+    schema.create_all()
+    monps_store.close_db()
+    return [f'"{m._meta.schema}"."{m._meta.table_name}"' for m in ALL_MODELS]
+
+
 @pytest.fixture
-def db(pg):
-    """The package initialised on the test database (small pool, short waits)."""
+def db(pg, tables):
+    """The package initialised on the test database; tables emptied afterwards."""
     monps_store.init_db(url=pg.url, application_name=TEST_APP_NAME, pool_timeout=5)
     yield monps_store.db
     monps_store.close_db()
+    # Through an admin connection: the test may have left the package misconfigured.
+    pg.sql(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
 
 
 @pytest.fixture

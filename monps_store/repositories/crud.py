@@ -1,0 +1,197 @@
+"""Generic create/read/update/delete for any model, and the bulk paths that bypass signals.
+
+    from monps_store.repositories import crud
+    team = crud.get_by_id(TeamQuantumDNA, 7)                 # raises errors.NotFound
+    crud.get_all(Odds, skip=0, limit=50, order_by="-collected_at")
+    crud.update(team, league="Ligue 1")
+
+Every field or ordering name given as a string is checked against the model; an unknown one
+raises :class:`~monps_store.errors.InvalidInput` naming it and listing the valid names, so no
+SQL is ever built from an unchecked string. Writes that bypass peewee's signals
+(``insert_many``, ``upsert_many``, ``update_where``, ``bulk_update``) fill the timestamp and
+audit columns themselves, from :mod:`monps_store.audit`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from peewee import EXCLUDED, Expression, Tuple
+
+from monps_store import audit
+from monps_store.database import db
+from monps_store.errors import InvalidInput, NotFound
+
+BATCH_SIZE = 1000
+
+
+def field(model, name: str):
+    """The model's field called ``name``, or InvalidInput naming it and the valid ones."""
+    found = model._meta.fields.get(name) if isinstance(name, str) else None
+    if found is None:
+        valid = ", ".join(model._meta.sorted_field_names)
+        raise InvalidInput(f"{model.__name__} has no field {name!r}; valid fields: {valid}")
+    return found
+
+
+def ordering(model, order_by: str | Sequence[str] | None):
+    """``"name"``/``"-name"`` (or a list of them) as peewee orderings; the pk when None."""
+    if order_by is None:
+        return [model._meta.primary_key]
+    names = [order_by] if isinstance(order_by, str) else list(order_by)
+    result = []
+    for name in names:
+        descending = isinstance(name, str) and name.startswith("-")
+        column = field(model, name[1:] if descending else name)
+        result.append(column.desc() if descending else column.asc())
+    return result
+
+
+def check_window(skip, limit):
+    for name, value in (("skip", skip), ("limit", limit)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                  or value < 0):
+            raise InvalidInput(f"{name} must be a non-negative integer, got {value!r}")
+
+
+def _where(model, filters: dict):
+    return [field(model, name) == value for name, value in filters.items()]
+
+
+def get_by_id(model, pk):
+    """The row with primary key ``pk``; NotFound names the model and the key."""
+    row = model.get_or_none(model._meta.primary_key == pk)
+    if row is None:
+        raise NotFound(f"{model.__name__} with {model._meta.primary_key.name}={pk!r} not found")
+    return row
+
+
+def get_all(model, skip: int = 0, limit: int | None = None, order_by=None) -> list:
+    """Rows ordered by ``order_by`` (default: primary key), ``skip`` then at most ``limit``."""
+    check_window(skip, limit)
+    query = model.select().order_by(*ordering(model, order_by)).offset(skip or None)
+    return list(query.limit(limit) if limit is not None else query)
+
+
+def get_by_field(model, name: str, value, *, limit: int | None = None, order_by=None) -> list:
+    """Rows whose field ``name`` equals ``value``."""
+    check_window(0, limit)
+    query = model.select().where(field(model, name) == value).order_by(*ordering(model, order_by))
+    return list(query.limit(limit) if limit is not None else query)
+
+
+def count(model, **filters) -> int:
+    """How many rows match the equality ``filters`` (all rows without any)."""
+    query = model.select()
+    if filters:
+        query = query.where(*_where(model, filters))
+    return query.count()
+
+
+def _check_names(model, data: dict) -> None:
+    for name in data:
+        field(model, name)
+
+
+def create(model, **data):
+    """Insert one row through ``save()`` (signals fill the audit columns) and return it."""
+    _check_names(model, data)
+    return model.create(**data)
+
+
+def update(instance, **changes):
+    """Change fields of ``instance`` and save them (audit columns refreshed); returns it."""
+    _check_names(type(instance), changes)
+    for name, value in changes.items():
+        setattr(instance, name, value)
+    instance.save()
+    return instance
+
+
+def delete(instance_or_model, pk=None) -> int:
+    """Delete an instance, or the row of ``model`` with primary key ``pk``; NotFound if absent."""
+    if pk is None:
+        return instance_or_model.delete_instance()
+    model = instance_or_model
+    deleted = model.delete().where(model._meta.primary_key == pk).execute()
+    if not deleted:
+        raise NotFound(f"{model.__name__} with {model._meta.primary_key.name}={pk!r} not found")
+    return deleted
+
+
+# -- paths that bypass signals: audit columns filled here ----------------------------------
+
+
+def _with_insert_audit(model, rows: Iterable[dict]):
+    values = {k: v for k, v in audit.insert_values().items() if k in model._meta.fields}
+    for row in rows:
+        _check_names(model, row)
+        yield values | row
+
+
+def insert_many(model, rows: Iterable[dict], batch_size: int = BATCH_SIZE) -> int:
+    """Insert ``rows`` in batches inside one transaction; returns how many were inserted."""
+    total = 0
+    rows = list(_with_insert_audit(model, rows))
+    with db.atomic():
+        for start in range(0, len(rows), batch_size):
+            batch = rows[start:start + batch_size]
+            model.insert_many(batch).execute()
+            total += len(batch)
+    return total
+
+
+def upsert_many(model, rows: Iterable[dict], conflict: Sequence[str],
+                update: Sequence[str] | None = None, batch_size: int = BATCH_SIZE) -> int:
+    """Insert ``rows``; where the unique ``conflict`` columns already exist, update the
+    ``update`` columns (default: every non-key column) and the audit columns instead.
+    Rows whose values are unchanged are left alone (their audit columns too).
+    Returns how many rows were inserted or changed."""
+    target = [field(model, name) for name in conflict]
+    audit_names = set(audit.insert_values())
+    if update is None:
+        update = [name for name in model._meta.sorted_field_names
+                  if name not in conflict and name not in audit_names
+                  and name != model._meta.primary_key.name]
+    changed = [field(model, name) for name in update]
+    refresh = {field(model, name): value for name, value in audit.update_values().items()
+               if name in model._meta.fields}
+    assignments = {column: getattr(EXCLUDED, column.column_name) for column in changed}
+    assignments.update(refresh)
+    # Only a row that really changes is rewritten: re-upserting the same data is a no-op.
+    differs = Expression(Tuple(*changed), "IS DISTINCT FROM",
+                         Tuple(*[getattr(EXCLUDED, c.column_name) for c in changed]))
+    total = 0
+    rows = list(_with_insert_audit(model, rows))
+    with db.atomic():
+        for start in range(0, len(rows), batch_size):
+            query = (model.insert_many(rows[start:start + batch_size])
+                     .on_conflict(conflict_target=target, update=assignments, where=differs))
+            total += query.as_rowcount().execute()
+    return total
+
+
+def update_where(model, changes: dict, **filters) -> int:
+    """``UPDATE model SET changes WHERE filters`` with the audit columns refreshed; returns the
+    number of rows changed. At least one filter is required (use ``update_all`` on purpose)."""
+    if not filters:
+        raise InvalidInput("update_where needs at least one filter; nothing was updated")
+    _check_names(model, changes)
+    values = {k: v for k, v in audit.update_values().items() if k in model._meta.fields}
+    query = model.update(**(values | changes)).where(*_where(model, filters))
+    return query.execute()
+
+
+def bulk_update(instances: Sequence, fields: Sequence[str], batch_size: int = BATCH_SIZE) -> int:
+    """Write ``fields`` of already-loaded ``instances`` in batches, audit columns refreshed."""
+    if not instances:
+        return 0
+    model = type(instances[0])
+    names = list(fields)
+    _check_names(model, dict.fromkeys(names))
+    values = {k: v for k, v in audit.update_values().items() if k in model._meta.fields}
+    for instance in instances:
+        for name, value in values.items():
+            setattr(instance, name, value)
+    with db.atomic():
+        return model.bulk_update(instances, fields=names + list(values), batch_size=batch_size)

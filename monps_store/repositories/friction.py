@@ -1,0 +1,46 @@
+"""The friction matrix: one pair, and the high-friction fixtures, with both teams loaded.
+
+Rows come back with ``home_team`` and ``away_team`` already loaded (``with_related``: one query
+for the rows plus one per relation, however many rows), so reading them costs no further query.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from monps_store.errors import NotFound
+from monps_store.models import QuantumFrictionMatrix, TeamQuantumDNA
+from monps_store.repositories import crud
+
+Friction = QuantumFrictionMatrix
+
+
+def _eager(query):
+    return query.with_related(Friction.home_team, Friction.away_team)
+
+
+def get_friction(home_team: str, away_team: str, eager: bool = True) -> QuantumFrictionMatrix:
+    """The friction row for the ordered pair of team names; NotFound names the pair."""
+    Home, Away = TeamQuantumDNA.alias(), TeamQuantumDNA.alias()
+    query = (Friction.select(Friction)
+             .join(Home, on=(Friction.home_team == Home.id)).switch(Friction)
+             .join(Away, on=(Friction.away_team == Away.id))
+             .where(Home.team_name == home_team, Away.team_name == away_team))
+    rows = list(_eager(query) if eager else query)
+    if not rows:
+        raise NotFound(f"no friction row for {home_team!r} (home) v {away_team!r} (away)")
+    return rows[0]
+
+
+def get_high_friction_matches(threshold: float | Decimal = 70,
+                              limit: int | None = None) -> list[QuantumFrictionMatrix]:
+    """Pairs whose friction score is at least ``threshold``, highest first."""
+    crud.check_window(0, limit)
+    query = (Friction.select().where(Friction.friction_score >= threshold)
+             .order_by(Friction.friction_score.desc(), Friction.id))
+    return list(_eager(query.limit(limit) if limit is not None else query))
+
+
+def get_all_pairs() -> list[QuantumFrictionMatrix]:
+    """Every pair with both teams loaded."""
+    return list(_eager(Friction.select().order_by(Friction.id)))
