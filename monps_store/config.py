@@ -89,7 +89,8 @@ class Settings:
     def connect_params(self) -> dict:
         """Keyword arguments for ``psycopg2.connect`` (reveals the password: driver use only)."""
         params = dict(self.params)
-        for key, value in (("host", self.host), ("port", self.port), ("user", self.user)):
+        for key, value in (("host", self.host), ("port", self.port), ("user", self.user),
+                           ("dbname", self.database)):
             if value is not None:
                 params[key] = value
         if self.password:

@@ -88,6 +88,7 @@ class MonpsDatabase(PooledPostgresqlDatabase):
         if not self.deferred:
             self.close_all()
         params = settings.connect_params()
+        params.pop("dbname", None)  # peewee passes the database name itself
         # peewee's init() merges into the old parameters: start clean so a reconfiguration
         # never keeps a stale password or host.
         self.connect_params = {}

@@ -67,6 +67,7 @@ def test_a_url_may_name_a_unix_socket_and_libpq_parameters():
     assert settings.host == "/run/pg"
     assert settings.password is None
     assert settings.connect_params()["sslmode"] == "disable"
+    assert settings.connect_params()["dbname"] == "postgres"
 
 
 def test_a_blank_database_url_counts_as_unset():
