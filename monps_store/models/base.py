@@ -44,8 +44,10 @@ class BaseModel(Model):
 
 
 class TimestampMixin(BaseModel):
-    created_at = DateTimeTZField(null=False, default=audit.now, constraints=[SQL("DEFAULT now()")])
-    updated_at = DateTimeTZField(null=False, default=audit.now, constraints=[SQL("DEFAULT now()")])
+    # No Python default: the pre_save hook or the bulk paths set them, the database default
+    # covers any other insert.
+    created_at = DateTimeTZField(null=False, constraints=[SQL("DEFAULT now()")])
+    updated_at = DateTimeTZField(null=False, constraints=[SQL("DEFAULT now()")])
 
 
 class AuditMixin(BaseModel):
@@ -64,9 +66,8 @@ def _fill_audit_fields(sender, instance, created):
     if "updated_at" not in fields and "updated_by" not in fields:
         return
     values = audit.insert_values() if created else audit.update_values()
-    if created:
-        # Respect timestamps a caller set on purpose (e.g. loading history).
-        values["created_at"] = instance.created_at or values["created_at"]
+    if created and getattr(instance, "created_at", None) is not None:
+        del values["created_at"]  # set on purpose by the caller (e.g. loading history)
     for name, value in values.items():
         if name in fields:
             setattr(instance, name, value)

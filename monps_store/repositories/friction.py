@@ -1,7 +1,8 @@
 """The friction matrix: one pair, and the high-friction fixtures, with both teams loaded.
 
-Rows come back with ``home_team`` and ``away_team`` already loaded (``with_related``: one query
-for the rows plus one per relation, however many rows), so reading them costs no further query.
+Rows come back with ``home_team`` and ``away_team`` already loaded, so reading them costs no
+further query: one pair in a single joined query, lists with ``with_related`` (one query for the
+rows plus one per relation, however many rows).
 """
 
 from __future__ import annotations
@@ -22,11 +23,14 @@ def _eager(query):
 def get_friction(home_team: str, away_team: str, eager: bool = True) -> QuantumFrictionMatrix:
     """The friction row for the ordered pair of team names; NotFound names the pair."""
     Home, Away = TeamQuantumDNA.alias(), TeamQuantumDNA.alias()
-    query = (Friction.select(Friction)
-             .join(Home, on=(Friction.home_team == Home.id)).switch(Friction)
-             .join(Away, on=(Friction.away_team == Away.id))
+    # The pair is found through a join on both teams anyway: when eager, the same single
+    # query also fills home_team and away_team.
+    selected = (Friction, Home, Away) if eager else (Friction,)
+    query = (Friction.select(*selected)
+             .join(Home, on=(Friction.home_team == Home.id), attr="home_team").switch(Friction)
+             .join(Away, on=(Friction.away_team == Away.id), attr="away_team")
              .where(Home.team_name == home_team, Away.team_name == away_team))
-    rows = list(_eager(query) if eager else query)
+    rows = list(query)
     if not rows:
         raise NotFound(f"no friction row for {home_team!r} (home) v {away_team!r} (away)")
     return rows[0]
