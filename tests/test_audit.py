@@ -16,7 +16,7 @@ from monps_store.models import Odds, TeamQuantumDNA
 from monps_store.repositories import crud, odds
 from tests.conftest import TEST_APP_NAME
 
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 KICKOFF = datetime.datetime(2026, 11, 28, 20, 0, tzinfo=UTC)
 
 
@@ -27,10 +27,10 @@ def odds_row(price="2.10", collected_minute=0, selection="home"):
             "collected_at": KICKOFF - datetime.timedelta(hours=5, minutes=-collected_minute)}
 
 
-def audit_row(pg, table, where="TRUE"):
+def audit_row(pg, table):
     rows = pg.sql(f"SELECT created_at, updated_at, created_by, updated_by, change_reason "
-                  f"FROM {table} WHERE {where} ORDER BY id")
-    assert rows, f"no row in {table} where {where}"
+                  f"FROM {table} ORDER BY id")
+    assert rows, f"no row in {table}"
     return rows
 
 

@@ -21,7 +21,7 @@ from monps_store.database import db
 class BaseModel(Model):
     """Bound to the package database, snake_case table names, a readable repr, ``to_dict()``.
 
-    ``natural_key`` names the fields that identify a row to a person (shown by ``repr``).
+    ``natural_key`` names the fields that identify a row to a person (shown by ``repr``/``str``).
     """
 
     natural_key: tuple[str, ...] = ()
@@ -30,12 +30,12 @@ class BaseModel(Model):
         database = db
         legacy_table_names = False
 
-    def __repr__(self):
+    def __str__(self):
+        # peewee gives every model class a __repr__ of '<Name: str(self)>', so the readable
+        # form goes here: repr(team) == "<TeamQuantumDNA: id=1 team_name='Lyon'>".
         keys = [f"{self._meta.primary_key.name}={self._pk!r}"] if self._meta.primary_key else []
-        for name in self.natural_key:
-            value = self.__data__.get(name)
-            keys.append(f"{name}={value!r}")
-        return f"<{type(self).__name__} {' '.join(keys)}>"
+        keys += [f"{name}={self.__data__.get(name)!r}" for name in self.natural_key]
+        return " ".join(keys)
 
     def to_dict(self, **options) -> dict:
         """The row as a dict (foreign keys as ids); options go to ``model_to_dict``."""

@@ -102,7 +102,9 @@ class QuantumFrictionMatrix(AuditedModel):
         table_name = "quantum_friction_matrix"
         schema = "quantum"
         indexes = ((("home_team", "away_team"), True),)
-        constraints = [Check("home_team_id <> away_team_id")]
+        constraints = [
+            Check("home_team_id <> away_team_id", name="friction_home_differs_from_away"),
+        ]
 
 
 class QuantumStrategy(AuditedModel):

@@ -20,11 +20,13 @@ def get_by_agent(agent: str, limit: int | None = None) -> list[TrackingCLVPick]:
 
 def get_recent_picks(days: float = 7, limit: int | None = 100,
                      now: datetime.datetime | None = None) -> list[TrackingCLVPick]:
-    """Picks made in the last ``days`` days, newest first."""
+    """Picks made in the ``days`` days up to ``now`` (default: the current time), newest first."""
     crud.check_window(0, limit)
     if days < 0:
         raise InvalidInput(f"days must not be negative, got {days!r}")
-    since = (now or audit.now()) - datetime.timedelta(days=days)
-    query = (TrackingCLVPick.select().where(TrackingCLVPick.picked_at >= since)
+    until = now or audit.now()
+    since = until - datetime.timedelta(days=days)
+    query = (TrackingCLVPick.select()
+             .where(TrackingCLVPick.picked_at >= since, TrackingCLVPick.picked_at <= until)
              .order_by(TrackingCLVPick.picked_at.desc(), TrackingCLVPick.id.desc()))
     return list(query.limit(limit) if limit is not None else query)
