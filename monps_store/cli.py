@@ -1,11 +1,12 @@
 """The ``monps-store`` command line.
 
-    monps-store check [--json]            # connection, server, settings, pool
+    monps-store check [--json]            # connection, server, settings, pool, schema drift
     monps-store --embedded check          # the same against the embedded PostgreSQL
+    monps-store migrate | rollback | status | history | create | stamp | reset
 
 ``main(argv) -> int`` is the one entry point and the only place that loads settings. Expected
 failures become one line on stderr, ``error: ...``, and an exit code: 1 for a problem found,
-2 for a usage or configuration error.
+2 for a usage or configuration error, 75 when another run holds the migration lock.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import click
 
 from monps_store import config, database, errors
 
-EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 75
 
 
 class Context:
@@ -74,6 +75,12 @@ def check(obj: Context, as_json: bool) -> int:
         report["ok"] = False
         report["connection"]["error"] = str(exc)
     report["settings"] = settings.describe()
+    if "error" not in report["connection"]:
+        from monps_store import drift
+
+        with database.connection() as db:
+            report["drift"] = drift.compare(db)
+        report["ok"] = not report["drift"]
     report["pool"] = database.pool_status()
 
     if as_json:
@@ -95,10 +102,146 @@ def _print_check(report: dict) -> None:
     shown = ("user", "password", "database", "pool_size", "max_overflow", "pool_timeout",
              "pool_recycle", "connect_timeout", "statement_timeout", "application_name", "echo")
     click.echo("settings    " + " ".join(f"{k}={settings[k]}" for k in shown))
+    if "drift" in report:
+        click.echo(f"drift       {len(report['drift'])} difference(s) between models and database"
+                   if report["drift"] else "drift       none: the database matches the models")
+        for difference in report["drift"]:
+            click.echo(f"  - {difference}")
     pool = report["pool"]
     click.echo("pool        " + " ".join(
         f"{k}={pool[k]}" for k in ("max_connections", "in_use", "idle", "available", "opened",
                                    "dead_discarded", "exhausted")))
+
+
+# -- migrations ------------------------------------------------------------------------------
+
+
+def migration_options(fn):
+    fn = click.option("--migrate-dir", type=click.Path(file_okay=False, path_type=str),
+                      help="Migration directory (default: the migrations shipped with the "
+                           "package).")(fn)
+    fn = click.option("--lock-timeout", type=click.FloatRange(min=0), default=120,
+                      show_default=True,
+                      help="Seconds to wait for another migration run to finish.")(fn)
+    return fn
+
+
+def _migrations(obj: Context, migrate_dir, lock_timeout, *, lock=True):
+    from monps_store.migrate import Migrations
+
+    return Migrations.open(obj.init_db(), migrate_dir, lock=lock, lock_timeout=lock_timeout)
+
+
+@cli.command()
+@click.option("--to", "to", metavar="NAME", help="Stop after this migration.")
+@click.option("--sql", "as_sql", is_flag=True,
+              help="Print the SQL pending migrations would run; change nothing.")
+@migration_options
+@click.pass_obj
+def migrate(obj, to, as_sql, migrate_dir, lock_timeout):
+    """Apply pending migrations, each in its own transaction."""
+    with _migrations(obj, migrate_dir, lock_timeout) as migrations:
+        if as_sql:
+            for name, statements in migrations.sql(to):
+                click.echo(f"-- {name}\nBEGIN;")
+                for statement in statements:
+                    click.echo(statement.strip().rstrip(";") + ";")
+                click.echo("COMMIT;")
+            return EXIT_OK
+        applied = migrations.apply(to)
+    for name in applied:
+        click.echo(f"applied {name}")
+    if not applied:
+        click.echo("nothing to migrate: the database is up to date")
+    return EXIT_OK
+
+
+@cli.command()
+@click.option("--count", type=int, default=1, show_default=True,
+              help="How many applied migrations to undo.")
+@migration_options
+@click.pass_obj
+def rollback(obj, count, migrate_dir, lock_timeout):
+    """Undo the last COUNT applied migrations, newest first."""
+    with _migrations(obj, migrate_dir, lock_timeout) as migrations:
+        for name in migrations.rollback(count):
+            click.echo(f"rolled back {name}")
+    return EXIT_OK
+
+
+@cli.command()
+@migration_options
+@click.pass_obj
+def status(obj, migrate_dir, lock_timeout):
+    """List applied and pending migrations; exit 1 when any is pending."""
+    with _migrations(obj, migrate_dir, lock_timeout, lock=False) as migrations:
+        applied, pending = migrations.applied(), migrations.pending()
+    for name, at in applied:
+        click.echo(f"applied  {name}  {at:%Y-%m-%d %H:%M:%S%z}")
+    for name in pending:
+        click.echo(f"pending  {name}")
+    click.echo(f"{len(applied)} applied, {len(pending)} pending")
+    return EXIT_PROBLEM if pending else EXIT_OK
+
+
+@cli.command()
+@migration_options
+@click.pass_obj
+def history(obj, migrate_dir, lock_timeout):
+    """Applied migrations with the time each was applied."""
+    with _migrations(obj, migrate_dir, lock_timeout, lock=False) as migrations:
+        applied = migrations.applied()
+    for name, at in applied:
+        click.echo(f"{at:%Y-%m-%d %H:%M:%S%z}  {name}")
+    if not applied:
+        click.echo("no migration applied")
+    return EXIT_OK
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--auto", is_flag=True, help="Generate the operations from model changes.")
+@migration_options
+@click.pass_obj
+def create(obj, name, auto, migrate_dir, lock_timeout):
+    """Write a new migration file NAME (use a development checkout or --migrate-dir)."""
+    with _migrations(obj, migrate_dir, lock_timeout, lock=False) as migrations:
+        path = migrations.create(name, auto=auto)
+    click.echo(f"created {path}" if path else "no changes found: no migration written")
+    return EXIT_OK
+
+
+@cli.command()
+@click.option("--force", is_flag=True, help="Record the migrations even if the schema differs.")
+@migration_options
+@click.pass_obj
+def stamp(obj, force, migrate_dir, lock_timeout):
+    """Record every migration as applied on a database that already has the schema.
+
+    The live schema is compared with the models first; any difference is listed and nothing
+    is recorded (exit 1) unless --force.
+    """
+    with _migrations(obj, migrate_dir, lock_timeout) as migrations:
+        stamped = migrations.stamp(force=force)
+    for name in stamped:
+        click.echo(f"stamped {name}")
+    if not stamped:
+        click.echo("nothing to stamp: every migration is recorded")
+    return EXIT_OK
+
+
+@cli.command()
+@click.option("--yes", is_flag=True, help="Confirm: every table's data is lost.")
+@migration_options
+@click.pass_obj
+def reset(obj, yes, migrate_dir, lock_timeout):
+    """Roll every migration back and apply them all again (destroys all data)."""
+    if not yes:
+        raise click.UsageError("reset drops every table and its data; pass --yes to confirm")
+    with _migrations(obj, migrate_dir, lock_timeout) as migrations:
+        undone, applied = migrations.reset()
+    click.echo(f"rolled back {len(undone)}, applied {len(applied)} migration(s)")
+    return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     except errors.ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
         return EXIT_USAGE
+    except errors.MigrationLocked as exc:
+        click.echo(f"error: {exc}", err=True)
+        return EXIT_LOCKED
     except errors.MonpsStoreError as exc:
         click.echo(f"error: {exc}", err=True)
         return EXIT_PROBLEM

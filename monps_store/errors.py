@@ -55,3 +55,19 @@ class ConnectFailed(ConnectionLost):
 
 class PoolExhausted(MonpsStoreError):
     """Every pooled connection stayed in use for the whole wait timeout."""
+
+
+class MigrationError(MonpsStoreError):
+    """A migration command could not do what was asked; nothing was left half-done."""
+
+
+class MigrationLocked(MigrationError):
+    """Another migration run held the advisory lock for the whole wait."""
+
+
+class SchemaDrift(MigrationError):
+    """The live schema differs from the models; ``differences`` lists each one."""
+
+    def __init__(self, message, differences):
+        super().__init__(message + "".join(f"\n  - {d}" for d in differences))
+        self.differences = list(differences)

@@ -105,14 +105,24 @@ def pg():
 
 @pytest.fixture(scope="session")
 def tables(pg):
-    """The project's schemas and tables, built once from the models."""
-    from monps_store import schema
+    """The project's schemas and tables, built once by running the migrations."""
+    from monps_store.migrate import Migrations
 
-    monps_store.init_db(url=pg.url, application_name=TEST_APP_NAME)
-    schema.drop_all()
-    schema.create_all()
-    monps_store.close_db()
+    with Migrations.open(config.from_url(pg.url)) as migrations:
+        migrations.reset()
     return [f'"{m._meta.schema}"."{m._meta.table_name}"' for m in ALL_MODELS]
+
+
+@pytest.fixture
+def empty_database(pg, request):
+    """The URL of a new, empty database (dropped afterwards), for tests that change the schema."""
+    name = "monps_scratch_" + request.node.name.lower().translate(
+        {ord(c): "_" for c in "[]-.:/ "})[:40]
+    pg.sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    pg.sql(f'CREATE DATABASE "{name}"')
+    base, _, query = pg.url.partition("?")
+    yield base.rsplit("/", 1)[0] + f"/{name}" + (f"?{query}" if query else "")
+    pg.sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

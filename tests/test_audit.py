@@ -1,6 +1,5 @@
 """Every write path fills the timestamp and audit columns; checked with raw SQL."""
 
-import datetime
 import getpass
 import os
 import socket
@@ -15,16 +14,7 @@ from monps_store import audit
 from monps_store.models import Odds, TeamQuantumDNA
 from monps_store.repositories import crud, odds
 from tests.conftest import TEST_APP_NAME
-
-UTC = datetime.UTC
-KICKOFF = datetime.datetime(2026, 11, 28, 20, 0, tzinfo=UTC)
-
-
-def odds_row(price="2.10", collected_minute=0, selection="home"):
-    return {"match_id": "m1", "league": "Ligue 1", "home_team": "Lyon", "away_team": "Nice",
-            "bookmaker": "pinnacle", "market": "1x2", "selection": selection,
-            "price": Decimal(price), "commence_time": KICKOFF,
-            "collected_at": KICKOFF - datetime.timedelta(hours=5, minutes=-collected_minute)}
+from tests.factories import odds_row
 
 
 def audit_row(pg, table):
@@ -110,9 +100,9 @@ def test_insert_many_fills_the_audit_columns(pg, db):
 
 def test_an_upsert_refreshes_the_audit_columns_only_of_rows_it_changes(pg, db):
     with monps_store.unit_of_work(actor="first", reason="load"):
-        assert odds.upsert([odds_row("2.10"), odds_row("3.40", selection="away")]) == 2
+        assert odds.upsert([odds_row(price="2.10"), odds_row(price="3.40", selection="away")]) == 2
     with monps_store.unit_of_work(actor="second", reason="reload"):
-        assert odds.upsert([odds_row("2.20"), odds_row("3.40", selection="away")]) == 1
+        assert odds.upsert([odds_row(price="2.20"), odds_row(price="3.40", selection="away")]) == 1
     rows = pg.sql("SELECT selection, price, created_by, updated_by, change_reason, "
                   "updated_at > created_at FROM public.odds ORDER BY selection")
     assert rows == [("away", Decimal("3.400"), "first", "first", "load", False),

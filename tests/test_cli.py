@@ -75,11 +75,17 @@ def test_a_usage_error_exits_two(tmp_path):
     assert result.stderr.startswith("error: No such command")
 
 
-def test_embedded_check_starts_a_local_server(tmp_path):
-    result = cli("--embedded", "check", env={"MONPS_EMBEDDED_DIR": str(tmp_path / "pgdata")},
-                 cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
+def test_embedded_migrate_then_check_on_a_local_server(tmp_path):
+    env = {"MONPS_EMBEDDED_DIR": str(tmp_path / "pgdata")}
+    fresh = cli("--embedded", "check", env=env, cwd=tmp_path)
+    assert fresh.returncode == 1  # an empty database differs from the models
+    assert "quantum.team_quantum_dna: table is in the models but missing" in fresh.stdout
+    migrated = cli("--embedded", "migrate", env=env, cwd=tmp_path)
+    assert migrated.stdout == "applied 001_initial\n", migrated.stderr
+    result = cli("--embedded", "check", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
     assert f"host={tmp_path / 'pgdata'}" in result.stdout
+    assert "drift       none" in result.stdout
 
 
 def test_embedded_without_pgserver_says_what_to_install(tmp_path):

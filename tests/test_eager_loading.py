@@ -5,13 +5,9 @@ from decimal import Decimal
 import pytest
 from playhouse.test_utils import count_queries
 
-from monps_store.models import (
-    GoalscorerProfile,
-    QuantumFrictionMatrix,
-    QuantumStrategy,
-    TeamQuantumDNA,
-)
+from monps_store.models import QuantumFrictionMatrix, TeamQuantumDNA
 from monps_store.repositories import crud, friction, goalscorers, strategies
+from tests.factories import add_scorer, add_strategy
 
 
 def build_pairs(count):
@@ -63,9 +59,8 @@ def test_a_single_pair_is_eager_by_default_and_lazy_on_request(db):
 def test_best_strategies_and_top_scorers_come_with_their_team_in_one_query(db):
     build_pairs(2)
     for team in TeamQuantumDNA.select():
-        crud.create(QuantumStrategy, team=team, market="1x2", strategy_name="s",
-                    win_rate=Decimal(50), roi=Decimal(team.id), sample_size=10)
-        crud.create(GoalscorerProfile, team=team, player_name=f"p{team.id}", goals=team.id)
+        add_strategy(team, "s", Decimal(team.id), win_rate=Decimal(50), sample_size=10)
+        add_scorer(team, f"p{team.id}", goals=team.id)
     with count_queries() as counter:
         best = [(s.team.team_name, s.roi) for s in strategies.get_best_by_market("1x2")]
         scorers = [(g.team.team_name, g.goals) for g in goalscorers.get_top_scorers()]

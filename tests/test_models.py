@@ -7,54 +7,17 @@ import peewee
 import pytest
 
 import monps_store
-from monps_store.models import (
-    ChessClassification,
-    GoalscorerProfile,
-    Odds,
-    QuantumFrictionMatrix,
-    QuantumStrategy,
-    TeamQuantumDNA,
-    TrackingCLVPick,
+from monps_store.models import ChessClassification, QuantumFrictionMatrix, TeamQuantumDNA
+from tests.factories import (
+    add_friction,
+    add_odds,
+    add_pick,
+    add_scorer,
+    add_strategy,
+    add_team,
 )
 
-UTC = datetime.UTC  # datetime.timezone.utc
-KICK_OFF = datetime.datetime(2024, 9, 1, 19, 0, tzinfo=UTC)
-COLLECTED = datetime.datetime(2024, 9, 1, 12, 0, tzinfo=UTC)
-
-
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def make_odds(**overrides):
-    values = dict(match_id="m1", league="Ligue 1", home_team="Lyon", away_team="Nice",
-                  bookmaker="pinnacle", market="1x2", selection="home", price=Decimal("2.100"),
-                  commence_time=KICK_OFF, collected_at=COLLECTED)
-    return Odds.create(**(values | overrides))
-
-
-def make_pick(**overrides):
-    values = dict(agent="alpha", match_id="m1", market="1x2", selection="home",
-                  bookmaker="pinnacle", odds_taken=Decimal("2.050"), stake=Decimal("10.00"),
-                  picked_at=COLLECTED)
-    return TrackingCLVPick.create(**(values | overrides))
-
-
-def make_team(name, league="Ligue 1", **overrides):
-    return TeamQuantumDNA.create(team_name=name, league=league, **overrides)
-
-
-def make_friction(home, away, score="50"):
-    return QuantumFrictionMatrix.create(home_team=home, away_team=away,
-                                        friction_score=Decimal(score))
-
-
-def make_strategy(team, market="1x2", name="value", roi="5.000"):
-    return QuantumStrategy.create(team=team, market=market, strategy_name=name,
-                                  win_rate=Decimal("55.00"), roi=Decimal(roi), sample_size=40)
-
-
-def make_scorer(team, player, goals=3):
-    return GoalscorerProfile.create(team=team, player_name=player, goals=goals)
 
 
 def rows_in(pg, table):
@@ -72,31 +35,31 @@ def refused(constraint):
 @pytest.mark.parametrize("price", [Decimal("1.0"), Decimal("0.5")])
 def test_an_odds_price_of_one_or_less_is_refused_and_nothing_is_written(db, pg, price):
     with refused("odds_price_check"), monps_store.connection(), db.atomic():
-        make_odds(price=price)
+        add_odds(price=price)
     assert rows_in(pg, "public.odds") == 0
 
 
 def test_the_same_odds_natural_key_cannot_be_stored_twice(db, pg):
-    make_odds(price=Decimal("2.100"))
+    add_odds(price=Decimal("2.100"))
     with refused("odds_match_id_bookmaker_market_selection_collected_at"), \
             monps_store.connection(), db.atomic():
-        make_odds(price=Decimal("2.300"))
+        add_odds(price=Decimal("2.300"))
     assert pg.sql("SELECT price FROM public.odds") == [(Decimal("2.100"),)]
 
 
 def test_a_friction_row_of_a_team_against_itself_is_refused(db, pg):
-    lyon = make_team("Lyon")
+    lyon = add_team("Lyon")
     with refused("friction_home_differs_from_away"), monps_store.connection(), db.atomic():
-        make_friction(lyon, lyon)
+        add_friction(lyon, lyon)
     assert rows_in(pg, "quantum.quantum_friction_matrix") == 0
 
 
 def test_the_same_friction_pair_cannot_be_stored_twice(db, pg):
-    lyon, nice = make_team("Lyon"), make_team("Nice")
-    make_friction(lyon, nice, score="40")
+    lyon, nice = add_team("Lyon"), add_team("Nice")
+    add_friction(lyon, nice, score="40")
     with refused("quantum_friction_matrix_home_team_id_away_team_id"), \
             monps_store.connection(), db.atomic():
-        make_friction(lyon, nice, score="90")
+        add_friction(lyon, nice, score="90")
     assert pg.sql("SELECT friction_score FROM quantum.quantum_friction_matrix") == [
         (Decimal("40.00"),)]
 
@@ -104,35 +67,34 @@ def test_the_same_friction_pair_cannot_be_stored_twice(db, pg):
 @pytest.mark.parametrize("odds_taken", [Decimal("1.000"), Decimal("0.800")])
 def test_a_pick_taken_at_odds_of_one_or_less_is_refused(db, pg, odds_taken):
     with refused("tracking_clv_picks_odds_taken_check"), monps_store.connection(), db.atomic():
-        make_pick(odds_taken=odds_taken)
+        add_pick(odds_taken=odds_taken)
     assert rows_in(pg, "public.tracking_clv_picks") == 0
 
 
 @pytest.mark.parametrize("stake", [Decimal("0"), Decimal("-5.00")])
 def test_a_pick_with_a_stake_of_zero_or_less_is_refused(db, pg, stake):
     with refused("tracking_clv_picks_stake_check"), monps_store.connection(), db.atomic():
-        make_pick(stake=stake)
+        add_pick(stake=stake)
     assert rows_in(pg, "public.tracking_clv_picks") == 0
 
 
 def test_a_pick_with_an_unknown_status_is_refused(db, pg):
     with refused("tracking_clv_picks_status_check"), monps_store.connection(), db.atomic():
-        make_pick(status="cancelled")
+        add_pick(status="cancelled")
     assert rows_in(pg, "public.tracking_clv_picks") == 0
 
 
 def test_a_strategy_win_rate_above_one_hundred_is_refused(db, pg):
-    lyon = make_team("Lyon")
+    lyon = add_team("Lyon")
     with refused("quantum_strategies_win_rate_check"), monps_store.connection(), db.atomic():
-        QuantumStrategy.create(team=lyon, market="1x2", strategy_name="value",
-                               win_rate=Decimal("100.01"), roi=Decimal("1.000"), sample_size=10)
+        add_strategy(lyon, "value", "1.000", win_rate="100.01", sample_size=10)
     assert rows_in(pg, "quantum.quantum_strategies") == 0
 
 
 def test_two_teams_cannot_share_a_name(db, pg):
-    make_team("Lyon", league="Ligue 1")
+    add_team("Lyon", league="Ligue 1")
     with refused("team_quantum_dna_team_name"), monps_store.connection(), db.atomic():
-        make_team("Lyon", league="Serie A")
+        add_team("Lyon", league="Serie A")
     assert pg.sql("SELECT team_name, league FROM quantum.team_quantum_dna") == [
         ("Lyon", "Ligue 1")]
 
@@ -141,14 +103,14 @@ def test_two_teams_cannot_share_a_name(db, pg):
 
 
 def test_deleting_a_team_deletes_its_friction_rows_strategies_and_goalscorers(db, pg):
-    lyon, nice, lens = make_team("Lyon"), make_team("Nice"), make_team("Lens")
-    make_friction(lyon, nice)   # Lyon at home
-    make_friction(nice, lyon)   # Lyon away
-    kept_friction = make_friction(nice, lens)
-    make_strategy(lyon)
-    kept_strategy = make_strategy(nice)
-    make_scorer(lyon, "Lacazette")
-    kept_scorer = make_scorer(nice, "Moffi")
+    lyon, nice, lens = add_team("Lyon"), add_team("Nice"), add_team("Lens")
+    add_friction(lyon, nice)   # Lyon at home
+    add_friction(nice, lyon)   # Lyon away
+    kept_friction = add_friction(nice, lens)
+    add_strategy(lyon)
+    kept_strategy = add_strategy(nice)
+    add_scorer(lyon, "Lacazette")
+    kept_scorer = add_scorer(nice, "Moffi")
 
     assert lyon.delete_instance() == 1
 
@@ -169,9 +131,9 @@ def test_deleting_a_team_deletes_its_friction_rows_strategies_and_goalscorers(db
 def test_deleting_a_classification_leaves_its_teams_unclassified(db, pg):
     pressing = ChessClassification.create(code="PRS", name="Pressing")
     other = ChessClassification.create(code="LOW", name="Low block")
-    make_team("Lyon", chess_classification=pressing)
-    make_team("Lens", chess_classification=pressing)
-    make_team("Nice", chess_classification=other)
+    add_team("Lyon", chess_classification=pressing)
+    add_team("Lens", chess_classification=pressing)
+    add_team("Nice", chess_classification=other)
 
     assert pressing.delete_instance() == 1
 
@@ -190,6 +152,7 @@ def test_odds_and_picks_live_in_public_and_the_team_tables_in_quantum(db, pg):
         ORDER BY table_schema, table_name
     """)
     assert rows == [
+        ("public", "monps_migrations"),  # the migration history, beside the models
         ("public", "odds"),
         ("public", "tracking_clv_picks"),
         ("quantum", "chess_classifications"),
@@ -240,7 +203,7 @@ def test_every_timestamp_column_is_timestamptz(db, pg):
 # -- repr and to_dict ------------------------------------------------------------------------
 
 def test_a_team_repr_shows_its_id_and_name(db):
-    lyon = make_team("Lyon")
+    lyon = add_team("Lyon")
     assert repr(TeamQuantumDNA.get_by_id(lyon.id)) == (
         f"<TeamQuantumDNA: id={lyon.id} team_name='Lyon'>")
 
@@ -250,18 +213,18 @@ def test_an_unsaved_row_repr_shows_no_id_yet(db):
 
 
 def test_a_friction_repr_shows_the_team_ids_of_the_pair(db):
-    lyon, nice = make_team("Lyon"), make_team("Nice")
-    row = make_friction(lyon, nice)
+    lyon, nice = add_team("Lyon"), add_team("Nice")
+    row = add_friction(lyon, nice)
     assert repr(QuantumFrictionMatrix.get_by_id(row.id)) == (
         f"<QuantumFrictionMatrix: id={row.id} home_team={lyon.id} away_team={nice.id}>")
 
 
 def test_to_dict_returns_plain_values_with_foreign_keys_as_ids(db):
     pressing = ChessClassification.create(code="PRS", name="Pressing")
-    lyon = make_team("Lyon", chess_classification=pressing, market_dna={"edge": 1.5},
-                     roi=Decimal("4.250"))
-    nice = make_team("Nice")
-    pair = make_friction(lyon, nice, score="72.5")
+    lyon = add_team("Lyon", chess_classification=pressing, market_dna={"edge": 1.5},
+                    roi=Decimal("4.250"))
+    nice = add_team("Nice")
+    pair = add_friction(lyon, nice, score="72.5")
 
     team = TeamQuantumDNA.get_by_id(lyon.id).to_dict()
     assert team["id"] == lyon.id

@@ -7,15 +7,17 @@ from decimal import Decimal
 import pytest
 
 from monps_store.errors import InvalidInput, NotFound
-from monps_store.models import (
-    GoalscorerProfile,
-    Odds,
-    QuantumFrictionMatrix,
-    QuantumStrategy,
-    TeamQuantumDNA,
-    TrackingCLVPick,
-)
+from monps_store.models import Odds, TeamQuantumDNA
 from monps_store.repositories import clv, crud, friction, goalscorers, odds, strategies, teams
+from tests.factories import (
+    add_friction,
+    add_odds,
+    add_pick,
+    add_scorer,
+    add_strategy,
+    add_team,
+    odds_row,
+)
 
 UTC = datetime.UTC  # datetime.timezone.utc
 
@@ -26,44 +28,6 @@ def at(day, hour=0):
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def odds_row(match_id="m1", bookmaker="pinnacle", selection="home", price="2.100",
-             collected_at=None, league="Ligue 1", commence_time=None, market="1x2"):
-    return dict(match_id=match_id, league=league, home_team="Lyon", away_team="Nice",
-                bookmaker=bookmaker, market=market, selection=selection, price=Decimal(price),
-                commence_time=commence_time or at(1, 19), collected_at=collected_at or at(1, 12))
-
-
-def add_odds(**kwargs):
-    return Odds.create(**odds_row(**kwargs))
-
-
-def add_team(name, league="Ligue 1", **figures):
-    return TeamQuantumDNA.create(team_name=name, league=league, **figures)
-
-
-def add_pick(agent, picked_at, match_id="m1"):
-    return TrackingCLVPick.create(agent=agent, match_id=match_id, market="1x2",
-                                  selection="home", bookmaker="pinnacle",
-                                  odds_taken=Decimal("2.000"), picked_at=picked_at)
-
-
-def add_friction(home, away, score):
-    return QuantumFrictionMatrix.create(home_team=home, away_team=away,
-                                        friction_score=Decimal(score))
-
-
-def add_strategy(team, name, roi, market="1x2", win_rate="50.00", sample_size=50,
-                 is_active=True):
-    return QuantumStrategy.create(team=team, market=market, strategy_name=name,
-                                  roi=Decimal(roi), win_rate=Decimal(win_rate),
-                                  sample_size=sample_size, is_active=is_active)
-
-
-def add_scorer(team, player, goals, expected_goals="0"):
-    return GoalscorerProfile.create(team=team, player_name=player, goals=goals,
-                                    expected_goals=Decimal(expected_goals))
 
 
 def names(rows):
@@ -366,11 +330,11 @@ def test_upserting_the_same_odds_twice_changes_nothing(db, pg):
 
 
 def test_an_agents_picks_come_newest_first_and_can_be_limited(db):
-    first = add_pick("alpha", at(1), match_id="a1")
-    add_pick("alpha", at(3), match_id="a3")
-    add_pick("alpha", at(2), match_id="a2")
-    tied = add_pick("alpha", at(1), match_id="a1b")
-    add_pick("beta", at(5), match_id="b5")
+    first = add_pick(agent="alpha", picked_at=at(1), match_id="a1")
+    add_pick(agent="alpha", picked_at=at(3), match_id="a3")
+    add_pick(agent="alpha", picked_at=at(2), match_id="a2")
+    tied = add_pick(agent="alpha", picked_at=at(1), match_id="a1b")
+    add_pick(agent="beta", picked_at=at(5), match_id="b5")
 
     assert [p.match_id for p in clv.get_by_agent("alpha")] == ["a3", "a2", "a1b", "a1"]
     assert tied.id > first.id  # equal times: the later row first
@@ -380,11 +344,13 @@ def test_an_agents_picks_come_newest_first_and_can_be_limited(db):
 
 def test_recent_picks_are_those_of_the_last_days_up_to_now(db):
     now = at(20, 12)
-    add_pick("alpha", now - datetime.timedelta(days=1), match_id="one_day")
-    add_pick("beta", now - datetime.timedelta(days=7), match_id="exactly_seven")
-    add_pick("alpha", now - datetime.timedelta(days=6, hours=23), match_id="almost_seven")
-    add_pick("beta", now - datetime.timedelta(days=7, seconds=1), match_id="too_old")
-    add_pick("alpha", now + datetime.timedelta(hours=1), match_id="after_now")
+    add_pick(agent="alpha", match_id="one_day", picked_at=now - datetime.timedelta(days=1))
+    add_pick(agent="beta", match_id="exactly_seven", picked_at=now - datetime.timedelta(days=7))
+    add_pick(agent="alpha", match_id="almost_seven",
+             picked_at=now - datetime.timedelta(days=6, hours=23))
+    add_pick(agent="beta", match_id="too_old",
+             picked_at=now - datetime.timedelta(days=7, seconds=1))
+    add_pick(agent="alpha", match_id="after_now", picked_at=now + datetime.timedelta(hours=1))
 
     recent = clv.get_recent_picks(days=7, now=now)
     assert [p.match_id for p in recent] == ["one_day", "almost_seven", "exactly_seven"]

@@ -1,14 +1,13 @@
 """One transaction across repositories; nested scopes are savepoints. Checked with raw SQL
 from another session."""
 
-from decimal import Decimal
-
 import pytest
 
 import monps_store
 from monps_store.errors import NotFound
-from monps_store.models import GoalscorerProfile, QuantumStrategy, TeamQuantumDNA
+from monps_store.models import TeamQuantumDNA
 from monps_store.repositories import crud, goalscorers, strategies, teams
+from tests.factories import add_scorer, add_strategy, add_team
 
 
 def team_names(pg):
@@ -17,10 +16,10 @@ def team_names(pg):
 
 
 def add_team_with_children(name):
-    team = crud.create(TeamQuantumDNA, team_name=name, league="Ligue 1")
-    crud.create(QuantumStrategy, team=team, market="1x2", strategy_name="home-fav",
-                win_rate=Decimal("55.5"), roi=Decimal("4.2"), sample_size=40)
-    crud.create(GoalscorerProfile, team=team, player_name=f"{name} striker", goals=9)
+    """A team of Ligue 1 with one strategy and one goalscorer: three tables written."""
+    team = add_team(name)
+    add_strategy(team, "home-fav", "4.2", win_rate="55.5", sample_size=40)
+    add_scorer(team, f"{name} striker", goals=9)
     return team
 
 
