@@ -148,9 +148,7 @@ def migrate(obj, to, as_sql, migrate_dir, lock_timeout):
                     click.echo(statement.strip().rstrip(";") + ";")
                 click.echo("COMMIT;")
             return EXIT_OK
-        applied = migrations.apply(to)
-    for name in applied:
-        click.echo(f"applied {name}")
+        applied = migrations.apply(to, on_applied=lambda name: click.echo(f"applied {name}"))
     if not applied:
         click.echo("nothing to migrate: the database is up to date")
     return EXIT_OK

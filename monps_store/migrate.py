@@ -153,11 +153,14 @@ class Migrations:
 
     # -- changing ------------------------------------------------------------------------
 
-    def apply(self, to: str | None = None) -> list[str]:
-        """Apply pending migrations (up to and including ``to``), each in its own transaction."""
+    def apply(self, to: str | None = None, on_applied=None) -> list[str]:
+        """Apply pending migrations (up to and including ``to``), each in its own transaction;
+        ``on_applied(name)`` is called after each commit."""
         names = self._pending_up_to(to)
         for name in names:
             self._run(name)
+            if on_applied is not None:
+                on_applied(name)
         return names
 
     def _run(self, name, *, downgrade=False):

@@ -1,0 +1,256 @@
+"""The migration commands, run as real processes against a fresh database each."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import psycopg2
+import pytest
+
+from monps_store import config, migrate
+
+SHIPPED = migrate.default_dir()
+
+# Changes the models in both schemas before running the CLI (used by the --auto test).
+CHANGED_MODELS = textwrap.dedent("""
+    import sys, peewee
+    from monps_store.models import Odds, TeamQuantumDNA
+    TeamQuantumDNA._meta.add_field("nickname", peewee.TextField(null=True))
+    Odds._meta.add_field("margin", peewee.DecimalField(max_digits=6, decimal_places=3, null=True))
+    from monps_store.cli import main
+    sys.exit(main(sys.argv[1:]))
+""")
+
+
+def run(url, *args, code=None):
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp"),
+           "DATABASE_URL": url}
+    command = [sys.executable, "-c", code, *args] if code else [
+        sys.executable, "-m", "monps_store", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=180)
+
+
+def query(url, sql, params=()):
+    conn = psycopg2.connect(**config.from_url(url).connect_params())
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchall() if cur.description else None
+    finally:
+        conn.close()
+
+
+def project_objects(url):
+    return query(url, """
+        SELECT nspname, NULL FROM pg_namespace WHERE nspname = 'quantum'
+        UNION ALL
+        SELECT table_schema, table_name FROM information_schema.tables
+        WHERE table_schema IN ('public', 'quantum') ORDER BY 1, 2""")
+
+
+def history(url):
+    return [name for (name,) in query(url, "SELECT name FROM public.monps_migrations ORDER BY id")]
+
+
+@pytest.fixture
+def migrate_dir(tmp_path):
+    """A copy of the shipped migrations that a test may add to."""
+    directory = tmp_path / "migrations"
+    shutil.copytree(SHIPPED, directory, ignore=shutil.ignore_patterns("__pycache__"))
+    return directory
+
+
+def add_migration(directory, name, migrate_body, rollback_body="pass"):
+    (directory / f"{name}.py").write_text(
+        "def migrate(migrator, database, *, fake=False):\n"
+        f"{textwrap.indent(migrate_body, '    ')}\n\n"
+        "def rollback(migrator, database, *, fake=False):\n"
+        f"{textwrap.indent(rollback_body, '    ')}\n")
+
+
+def test_migrate_builds_the_schema_and_check_then_finds_no_drift(empty_database):
+    result = run(empty_database, "migrate")
+    assert (result.returncode, result.stdout) == (0, "applied 001_initial\n"), result.stderr
+    report = run(empty_database, "check", "--json")
+    assert report.returncode == 0, report.stdout
+    assert json.loads(report.stdout)["drift"] == []
+    again = run(empty_database, "migrate")
+    assert again.stdout == "nothing to migrate: the database is up to date\n"
+
+
+def test_status_exits_one_while_a_migration_is_pending_and_writes_nothing(empty_database):
+    result = run(empty_database, "status")
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == ["pending  001_initial", "0 applied, 1 pending"]
+    assert project_objects(empty_database) == []
+    run(empty_database, "migrate")
+    result = run(empty_database, "status")
+    assert result.returncode == 0
+    assert result.stdout.startswith("applied  001_initial  ")
+    assert run(empty_database, "history").stdout.strip().endswith("001_initial")
+
+
+def test_rolling_everything_back_leaves_no_project_object(empty_database):
+    run(empty_database, "migrate")
+    assert len(project_objects(empty_database)) == 9  # quantum, 7 tables, the history
+    result = run(empty_database, "rollback")
+    assert (result.returncode, result.stdout) == (0, "rolled back 001_initial\n"), result.stderr
+    assert project_objects(empty_database) == []
+    too_many = run(empty_database, "rollback")
+    assert too_many.returncode == 1
+    assert too_many.stderr == "error: cannot roll back 1 migration(s): only 0 applied\n"
+
+
+def test_migrate_sql_prints_the_statements_and_changes_nothing(empty_database):
+    result = run(empty_database, "migrate", "--sql")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[:4] == ["-- 001_initial", "BEGIN;", "SET LOCAL search_path TO quantum, public;",
+                         'CREATE SCHEMA IF NOT EXISTS "quantum";']
+    assert any(line.startswith('CREATE TABLE IF NOT EXISTS "quantum"."team_quantum_dna"')
+               for line in lines)
+    assert lines[-1] == "COMMIT;"
+    assert project_objects(empty_database) == []
+    assert run(empty_database, "status").returncode == 1
+
+
+def test_migrate_to_stops_after_the_named_migration(empty_database, migrate_dir):
+    add_migration(migrate_dir, "002_team_nickname",
+                  'migrator.sql("ALTER TABLE team_quantum_dna ADD COLUMN nickname text")',
+                  'migrator.sql("ALTER TABLE team_quantum_dna DROP COLUMN nickname")')
+    unknown = run(empty_database, "migrate", "--to", "009_nope", "--migrate-dir", str(migrate_dir))
+    assert unknown.returncode == 1
+    assert unknown.stderr == ("error: no migration named '009_nope'; available: 001_initial, "
+                              "002_team_nickname\n")
+    first = run(empty_database, "migrate", "--to", "001_initial", "--migrate-dir", str(migrate_dir))
+    assert first.stdout == "applied 001_initial\n", first.stderr
+    rest = run(empty_database, "migrate", "--migrate-dir", str(migrate_dir))
+    assert rest.stdout == "applied 002_team_nickname\n", rest.stderr
+    # The unqualified ALTER found the quantum table through the migration's search_path.
+    assert query(empty_database, "SELECT column_name FROM information_schema.columns WHERE "
+                 "table_schema = 'quantum' AND column_name = 'nickname'") == [("nickname",)]
+    assert history(empty_database) == ["001_initial", "002_team_nickname"]
+
+
+def test_a_failing_migration_leaves_no_change_and_no_history_row(empty_database, migrate_dir):
+    add_migration(migrate_dir, "002_broken",
+                  'migrator.sql("CREATE TABLE quantum.half_done (x int)")\n'
+                  'migrator.sql("ALTER TABLE quantum.no_such_table ADD COLUMN y int")')
+    result = run(empty_database, "migrate", "--migrate-dir", str(migrate_dir))
+    assert result.returncode == 1
+    assert result.stdout == "applied 001_initial\n"
+    assert result.stderr == ("error: migration 002_broken failed and was undone: relation "
+                             '"quantum.no_such_table" does not exist\n')
+    assert query(empty_database, "SELECT to_regclass('quantum.half_done')") == [(None,)]
+    assert history(empty_database) == ["001_initial"]
+
+
+def test_two_migrate_runs_at_once_apply_each_migration_exactly_once(empty_database, migrate_dir):
+    add_migration(migrate_dir, "002_slow", 'migrator.sql("SELECT pg_sleep(2)")')
+    env = {"PATH": os.environ.get("PATH", ""), "DATABASE_URL": empty_database}
+    command = [sys.executable, "-m", "monps_store", "migrate", "--migrate-dir", str(migrate_dir)]
+    runs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True) for _ in range(2)]
+    outputs = [process.communicate(timeout=120) for process in runs]
+    assert [process.returncode for process in runs] == [0, 0], outputs
+    stdouts = sorted(out for out, _ in outputs)
+    assert stdouts == ["applied 001_initial\napplied 002_slow\n",
+                       "nothing to migrate: the database is up to date\n"]
+    waited = [err for _, err in outputs if "holds the lock; waiting" in err]
+    assert len(waited) == 1
+    assert history(empty_database) == ["001_initial", "002_slow"]
+
+
+def test_migrate_exits_75_when_another_run_keeps_the_lock(empty_database):
+    holder = psycopg2.connect(**config.from_url(empty_database).connect_params())
+    holder.autocommit = True
+    try:
+        holder.cursor().execute("SELECT pg_advisory_lock(%s)", (migrate.LOCK_KEY,))
+        result = run(empty_database, "migrate", "--lock-timeout", "0.5")
+    finally:
+        holder.close()
+    assert result.returncode == 75
+    assert result.stderr.splitlines()[-1] == (
+        "error: another migration run still holds the lock after 0.5s; nothing done")
+    assert project_objects(empty_database) == []
+
+
+def build_without_migrations(url):
+    """The schema as a database that predates monps_store's migrations would have it."""
+    code = ("import monps_store; from monps_store import schema; "
+            f"monps_store.init_db(url={url!r}); schema.create_all()")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_stamp_records_the_migrations_on_a_matching_existing_schema(empty_database):
+    build_without_migrations(empty_database)
+    assert run(empty_database, "status").returncode == 1
+    result = run(empty_database, "stamp")
+    assert (result.returncode, result.stdout) == (0, "stamped 001_initial\n"), result.stderr
+    assert run(empty_database, "status").returncode == 0
+    assert run(empty_database, "migrate").stdout.startswith("nothing to migrate")
+
+
+def test_stamp_refuses_a_differing_schema_and_lists_the_differences(empty_database):
+    build_without_migrations(empty_database)
+    query(empty_database, "ALTER TABLE quantum.team_quantum_dna DROP COLUMN luck_dna")
+    query(empty_database, "ALTER TABLE public.odds ALTER COLUMN league DROP NOT NULL")
+    result = run(empty_database, "stamp")
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "error: refusing to stamp: the database does not match the models (fix it, or pass "
+        "--force)",
+        "  - public.odds: column league nullability is NOT NULL in the models, NULL in the "
+        "database",
+        "  - quantum.team_quantum_dna: column luck_dna is in the models but missing from the "
+        "database",
+    ]
+    assert query(empty_database, "SELECT to_regclass('public.monps_migrations')") == [(None,)]
+    forced = run(empty_database, "stamp", "--force")
+    assert forced.stdout == "stamped 001_initial\n"
+    assert history(empty_database) == ["001_initial"]
+
+
+def test_reset_refuses_without_yes_and_rebuilds_with_it(empty_database):
+    run(empty_database, "migrate")
+    query(empty_database, "INSERT INTO quantum.team_quantum_dna (team_name, league, "
+          "matches_played, total_bets, win_rate, roi, total_pnl) VALUES ('X', 'L', 0, 0, 0, 0, 0)")
+    refused = run(empty_database, "reset")
+    assert refused.returncode == 2
+    assert query(empty_database, "SELECT count(*) FROM quantum.team_quantum_dna") == [(1,)]
+    result = run(empty_database, "reset", "--yes")
+    assert result.stdout == "rolled back 1, applied 1 migration(s)\n", result.stderr
+    assert query(empty_database, "SELECT count(*) FROM quantum.team_quantum_dna") == [(0,)]
+
+
+def test_create_auto_covers_both_schemas_and_its_migration_applies_and_rolls_back(
+        empty_database, migrate_dir):
+    assert run(empty_database, "migrate", "--migrate-dir", str(migrate_dir)).returncode == 0
+    created = run(empty_database, "create", "add_nickname_and_margin", "--auto",
+                  "--migrate-dir", str(migrate_dir), code=CHANGED_MODELS)
+    assert created.returncode == 0, created.stderr
+    path = migrate_dir / "002_add_nickname_and_margin.py"
+    assert created.stdout == f"created {path}\n"
+    text = path.read_text()
+    assert "nickname" in text and "margin" in text
+
+    applied = run(empty_database, "migrate", "--migrate-dir", str(migrate_dir))
+    assert applied.stdout == "applied 002_add_nickname_and_margin\n", applied.stderr
+    changed = run(empty_database, "check", "--json", code=CHANGED_MODELS)
+    assert json.loads(changed.stdout)["drift"] == [], changed.stdout
+    assert run(empty_database, "check").returncode == 1  # the unchanged models now differ
+
+    rolled = run(empty_database, "rollback", "--migrate-dir", str(migrate_dir))
+    assert rolled.stdout == "rolled back 002_add_nickname_and_margin\n", rolled.stderr
+    assert json.loads(run(empty_database, "check", "--json").stdout)["drift"] == []
+
+
+def test_create_without_auto_writes_an_empty_migration(empty_database, migrate_dir):
+    result = run(empty_database, "create", "backfill", "--migrate-dir", str(migrate_dir))
+    assert result.stdout == f"created {migrate_dir / '002_backfill.py'}\n", result.stderr
+    assert run(empty_database, "create", "Bad Name", "--migrate-dir",
+               str(migrate_dir)).stderr.startswith("error: migration name 'Bad Name' must be")
