@@ -44,9 +44,12 @@ _SAVEPOINT = re.compile(r"\s*(SAVEPOINT|RELEASE SAVEPOINT|ROLLBACK TO SAVEPOINT)
 
 
 def default_dir() -> Path:
-    """The migrations shipped with the package (the repository's top-level ``migrations/``)."""
-    from monps_store import migrations
-
+    """The migrations shipped with the package; in a source checkout, where the package is
+    imported from the tree itself, the repository's top-level ``migrations/`` beside it."""
+    try:
+        from monps_store import migrations
+    except ImportError:
+        return Path(__file__).resolve().parent.parent / "migrations"
     return Path(migrations.__file__).parent
 
 
