@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import psycopg2
@@ -25,12 +26,15 @@ CHANGED_MODELS = textwrap.dedent("""
 """)
 
 
-def run(url, *args, code=None):
-    env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp"),
-           "DATABASE_URL": url}
+def run(url, *args, code=None, env=None):
+    """The CLI in a fresh process, started outside the repository: the migrations must be
+    found without relying on the working directory."""
+    base = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp"),
+            "DATABASE_URL": url}
     command = [sys.executable, "-c", code, *args] if code else [
         sys.executable, "-m", "monps_store", *args]
-    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=180)
+    return subprocess.run(command, capture_output=True, text=True, env=base | (env or {}),
+                          timeout=180, cwd=tempfile.gettempdir())
 
 
 def query(url, sql, params=()):
@@ -80,6 +84,14 @@ def test_migrate_builds_the_schema_and_check_then_finds_no_drift(empty_database)
     assert json.loads(report.stdout)["drift"] == []
     again = run(empty_database, "migrate")
     assert again.stdout == "nothing to migrate: the database is up to date\n"
+
+
+def test_migration_commands_use_migration_database_url_when_set(pg, empty_database):
+    # The application URL points at the shared test database; the migration URL at the new one.
+    result = run(pg.url, "migrate", env={"MIGRATION_DATABASE_URL": empty_database})
+    assert result.stdout == "applied 001_initial\n", result.stderr
+    assert history(empty_database) == ["001_initial"]
+    assert run(pg.url, "status", env={"MIGRATION_DATABASE_URL": empty_database}).returncode == 0
 
 
 def test_status_exits_one_while_a_migration_is_pending_and_writes_nothing(empty_database):
