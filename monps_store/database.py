@@ -41,15 +41,19 @@ def _first_line(exc: BaseException) -> str:
 
 
 class _State(peewee._ConnectionState):
-    """Peewee's per-thread connection state, plus whether that connection was found dead."""
+    """Peewee's per-thread connection state, plus whether that connection was found dead
+    (``lost``) or had its session changed by borrowed-connection code (``tainted``): either
+    way it is closed instead of pooled when returned."""
 
     def reset(self):
         super().reset()
         self.lost = False
+        self.tainted = False
 
     def set_connection(self, conn):
         super().set_connection(conn)
         self.lost = False
+        self.tainted = False
 
 
 class _LocalState(_State, threading.local):
@@ -78,7 +82,8 @@ class MonpsDatabase(PooledPostgresqlDatabase):
     def _reset_figures(self):
         self._saturated = False
         self._stats = dict.fromkeys(
-            ("opened", "closed_overflow", "recycled", "dead_discarded", "lost", "exhausted"), 0
+            ("opened", "closed_overflow", "recycled", "dead_discarded", "tainted_discarded",
+             "lost", "exhausted"), 0
         )
 
     # -- configuration -------------------------------------------------------------------
@@ -176,6 +181,10 @@ class MonpsDatabase(PooledPostgresqlDatabase):
                     conn.closed or self._adapter.txn_status(conn) == self._adapter.txn_unknown):
                 self._stats["dead_discarded"] += 1
                 logger.warning("discarded a dead connection on return to the pool")
+                close_conn = True
+            elif pool_conn is not None and self._state.tainted:
+                self._stats["tainted_discarded"] += 1
+                logger.info("closed a connection whose session settings were changed")
                 close_conn = True
             super()._close(conn, close_conn=close_conn)
             # Keep at most pool_size idle connections; the rest were overflow.

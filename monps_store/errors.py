@@ -57,6 +57,10 @@ class PoolExhausted(MonpsStoreError):
     """Every pooled connection stayed in use for the whole wait timeout."""
 
 
+class LegacyConnectionError(MonpsStoreError):
+    """A legacy psycopg2 connection was lent or borrowed in a way that would lose writes."""
+
+
 class MigrationError(MonpsStoreError):
     """A migration command could not do what was asked; nothing was left half-done."""
 

@@ -1,0 +1,169 @@
+"""Sharing transactions with legacy psycopg2 code, in both directions.
+
+Legacy code lends its connection: monps_store writes join the legacy transaction, and the
+legacy ``commit()``/``rollback()`` decides the fate of both::
+
+    conn = psycopg2.connect(...)
+    cur = conn.cursor(); cur.execute("INSERT INTO ...")
+    with legacy.use_connection(conn):
+        teams.get_by_name("Lyon"); crud.create(...)          # same transaction
+        with monps_store.unit_of_work(): ...                  # a SAVEPOINT inside it
+    conn.commit()                                             # both kinds of writes, or neither
+
+Legacy code borrows a pooled connection::
+
+    with legacy.borrow_connection() as conn:                 # its own transaction, committed
+        conn.cursor().execute("UPDATE ...")                   # when the block ends cleanly
+    with monps_store.unit_of_work():
+        with legacy.borrow_connection() as conn:             # shares the unit of work
+            conn.cursor().execute("UPDATE ...")
+
+Rules for a borrowed connection: ``commit()``/``rollback()`` inside a unit of work raise
+:class:`~monps_store.errors.LegacyConnectionError` (the unit of work decides; a silent no-op
+would lose the caller's intent); in the borrow's own transaction they commit or roll back what
+was done so far and open a new transaction, as psycopg2 would. Changing ``autocommit``, the
+isolation level or session characteristics through the connection raises. A connection whose
+session settings were changed with SQL (``SET ...``) is thrown away when it returns to the pool,
+never handed out again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import psycopg2.extensions
+
+from monps_store import errors
+from monps_store.database import connection, db
+
+
+class _LegacyTransaction:
+    """Stands on peewee's transaction stack for the legacy transaction: ``atomic()`` inside it
+    becomes a SAVEPOINT, and nothing of monps_store commits, rolls back or closes the
+    connection."""
+
+
+def _check_lendable(conn) -> None:
+    if not isinstance(conn, psycopg2.extensions.connection):
+        raise errors.LegacyConnectionError(
+            f"use_connection() needs a psycopg2 connection, got {type(conn).__name__}")
+    if conn.closed:
+        raise errors.LegacyConnectionError("use_connection(): the connection is closed")
+    if conn.autocommit:
+        raise errors.LegacyConnectionError(
+            "use_connection(): the connection is in autocommit mode, so there is no legacy "
+            "transaction to join; set autocommit = False or use monps_store's own scopes")
+    status = conn.get_transaction_status()
+    if status == psycopg2.extensions.TRANSACTION_STATUS_INERROR:
+        raise errors.LegacyConnectionError(
+            "use_connection(): the connection's transaction is aborted (an earlier statement "
+            "failed); roll it back first")
+    if status == psycopg2.extensions.TRANSACTION_STATUS_UNKNOWN:
+        raise errors.LegacyConnectionError("use_connection(): the connection is broken")
+
+
+@contextlib.contextmanager
+def use_connection(conn):
+    """Run monps_store on the legacy psycopg2 connection ``conn``, inside its transaction.
+
+    The connection is never committed, rolled back, closed or pooled by monps_store; the pool
+    is not touched. Applies to the current thread only.
+    """
+    _check_lendable(conn)
+    state = db._state
+    if not state.closed or state.transactions:
+        raise errors.LegacyConnectionError(
+            "use_connection() inside an open monps_store connection scope on this thread: "
+            "lend the connection before opening scopes, not inside one")
+    if db.server_version is None:
+        db.server_version = conn.server_version
+    state.set_connection(conn)
+    state.transactions.append(_LegacyTransaction())
+    try:
+        yield db
+    finally:
+        state.reset()  # forget the connection without closing or pooling it
+
+
+class BorrowedConnection:
+    """A pooled psycopg2 connection lent to legacy cursor code (see the module docstring)."""
+
+    def __init__(self, conn, transaction, shared: bool):
+        object.__setattr__(self, "_conn", conn)
+        object.__setattr__(self, "_transaction", transaction)
+        object.__setattr__(self, "_shared", shared)
+
+    def __getattr__(self, name):
+        return getattr(self._conn, name)
+
+    def __setattr__(self, name, value):
+        raise errors.LegacyConnectionError(
+            f"cannot set {name!r} on a borrowed connection: it belongs to the pool")
+
+    def _refuse(self, action):
+        raise errors.LegacyConnectionError(
+            f"{action}() on a connection borrowed inside a unit of work: the unit of work "
+            "commits when it ends and rolls back when it raises; raise to roll back")
+
+    def commit(self):
+        if self._shared:
+            self._refuse("commit")
+        self._transaction.commit()  # commits, then opens the next transaction
+
+    def rollback(self):
+        if self._shared:
+            self._refuse("rollback")
+        self._transaction.rollback()
+
+    def set_session(self, *args, **kwargs):
+        raise errors.LegacyConnectionError("set_session() on a borrowed connection is refused")
+
+    def set_isolation_level(self, level):
+        raise errors.LegacyConnectionError(
+            "set_isolation_level() on a borrowed connection is refused")
+
+    def close(self):
+        raise errors.LegacyConnectionError(
+            "close() on a borrowed connection: the pool owns it; leave the block instead")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        # psycopg2's `with conn:` commits or rolls back; the same here, under the rules above.
+        if self._shared:
+            return False
+        if exc_type is None:
+            self.commit()
+        else:
+            self.rollback()
+        return False
+
+
+@contextlib.contextmanager
+def borrow_connection():
+    """A pooled psycopg2 connection for legacy cursor code: the current unit of work's
+    connection and transaction when there is one on this thread, else its own transaction
+    (committed on a clean exit, rolled back on an exception)."""
+    with connection():
+        shared = db.in_transaction()
+        with contextlib.ExitStack() as stack:
+            transaction = None if shared else stack.enter_context(db.atomic())
+            raw = db.connection()
+            try:
+                yield BorrowedConnection(raw, transaction, shared)
+            finally:
+                _mark_if_altered(raw)
+
+
+def _mark_if_altered(raw) -> None:
+    """Flag the connection for disposal if legacy code changed its session settings."""
+    if raw.closed or raw.autocommit is not True:
+        db._state.tainted = True
+        return
+    if raw.get_transaction_status() == psycopg2.extensions.TRANSACTION_STATUS_INERROR:
+        return  # the transaction will be rolled back, and a SET inside it with it
+    with raw.cursor() as cursor:
+        cursor.execute("SELECT EXISTS (SELECT 1 FROM pg_settings WHERE source = 'session')")
+        if cursor.fetchone()[0]:
+            db._state.tainted = True
