@@ -12,6 +12,7 @@ import psycopg2
 import pytest
 
 from monps_store import config, migrate
+from tests.conftest import Server
 
 SHIPPED = migrate.default_dir()
 
@@ -38,14 +39,7 @@ def run(url, *args, code=None, env=None):
 
 
 def query(url, sql, params=()):
-    conn = psycopg2.connect(**config.from_url(url).connect_params())
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql, params)
-            return cur.fetchall() if cur.description else None
-    finally:
-        conn.close()
+    return Server(url).sql(sql, params)
 
 
 def project_objects(url):
