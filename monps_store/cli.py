@@ -60,9 +60,10 @@ def cli(ctx, embedded, verbose):
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.pass_obj
 def check(obj: Context, as_json: bool) -> int:
-    """Connect, then report the server version, effective settings and pool figures.
+    """Connect, then report the server version, effective settings, pool figures and every
+    difference between the models and the live schema (both schemas, both directions).
 
-    Exit 0 when everything is in order, 1 when a problem was found.
+    Exit 0 when everything is in order, 1 when the connection failed or the schema drifted.
     """
     settings = obj.init_db()
     report = {"ok": True, "connection": {"url": settings.display_url}}

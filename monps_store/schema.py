@@ -1,7 +1,8 @@
-"""Create or drop the project's schemas and tables straight from the models.
+"""Create the project's schemas and tables straight from the models, bypassing migrations.
 
-For tests and development until migrations manage the schema. ``create_all`` also creates the
-``quantum`` schema, which peewee's ``create_tables`` does not.
+For a database that predates monps_store's migrations (the ``stamp`` tests build one) and for
+throwaway experiments; real databases are built with ``monps-store migrate``. ``create_all``
+also creates the ``quantum`` schema, which peewee's ``create_tables`` does not.
 """
 
 from __future__ import annotations
@@ -16,17 +17,3 @@ def create_all() -> None:
             db.execute_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
         db.create_tables(ALL_MODELS)
 
-
-def drop_all() -> None:
-    with connection(), db.atomic():
-        db.drop_tables(ALL_MODELS, cascade=True)
-        for schema in SCHEMAS:
-            if schema != "public":
-                db.execute_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-
-
-def truncate_all() -> None:
-    """Empty every project table (tests use this between cases)."""
-    tables = ", ".join(f'"{m._meta.schema}"."{m._meta.table_name}"' for m in ALL_MODELS)
-    with connection():
-        db.execute_sql(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
