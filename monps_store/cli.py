@@ -114,6 +114,52 @@ def _print_check(report: dict) -> None:
                                    "dead_discarded", "exhausted")))
 
 
+# -- data ----------------------------------------------------------------------------------
+
+
+@cli.group()
+def ingest():
+    """Bulk-load data from files."""
+
+
+@ingest.command("odds")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--skip-invalid", is_flag=True,
+              help="Load the good rows; write each bad one to --rejects with its reason.")
+@click.option("--rejects", type=click.Path(dir_okay=False, writable=True, path_type=str),
+              help="CSV file receiving rejected rows (with --skip-invalid).")
+@click.pass_obj
+def ingest_odds(obj, file, skip_invalid, rejects):
+    """Upsert odds from a CSV FILE (header row; the columns of CONTRACT.md in any order).
+
+    Strict by default: the first bad row stops the load and nothing is written (exit 1).
+    """
+    if rejects and not skip_invalid:
+        raise click.UsageError("--rejects goes with --skip-invalid")
+    from monps_store import ingest as ingest_module
+    from monps_store.uow import unit_of_work
+
+    obj.init_db()
+    with unit_of_work(actor=f"cli:ingest odds:{file}"[:200], reason="monps-store ingest odds"):
+        report = ingest_module.ingest_odds(file, skip_invalid=skip_invalid, rejects=rejects,
+                                           progress=_progress(f"ingest {file}"))
+    if sys.stderr.isatty():
+        click.echo(err=True)  # end the progress line
+    click.echo(f"odds: {report.summary()}")
+    return EXIT_OK
+
+
+def _progress(label: str):
+    """A progress callback: a live counter on a terminal, nothing otherwise."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(rows: int) -> None:
+        click.echo(f"\r{label}: {rows:,} rows", err=True, nl=False)
+
+    return show
+
+
 # -- migrations ------------------------------------------------------------------------------
 
 

@@ -1,0 +1,368 @@
+"""Bulk upsert of bookmaker odds through COPY: validated, streamed, idempotent.
+
+    from monps_store import ingest
+    report = ingest.ingest_odds("odds.csv")                    # or an iterable of dicts
+    report.inserted, report.updated, report.unchanged, report.rejected
+
+How it runs: a producer thread reads the CSV (or the rows), validates every row and writes the
+good ones into CSV chunks; the calling thread, inside one transaction, COPYs each chunk into a
+temporary table and upserts it into ``public.odds`` with one set-based statement::
+
+    INSERT INTO odds SELECT DISTINCT ON (natural key) ... FROM stage ORDER BY key, line DESC
+    ON CONFLICT (natural key) DO UPDATE SET ... WHERE (values) IS DISTINCT FROM (EXCLUDED values)
+
+so validation of the next chunk overlaps with the server's work on this one, memory stays
+bounded by two chunks whatever the file size, a row identical to the stored one is left alone
+(loading the same file twice changes nothing), the last occurrence of a key in the input wins,
+and concurrent loads lock rows in key order. Timestamps and audit columns are filled as on every
+other write path.
+
+Input rules (CONTRACT.md): UTF-8, a header row, the ten columns in any order, no others;
+``price`` a decimal > 1 with at most 3 decimal places (at most 7 digits before the point); times
+ISO 8601 with an offset (``Z`` allowed): a time without one is rejected, never guessed; text
+fields non-empty and free of NUL bytes. Strict mode (the default) stops at the first bad row and
+writes nothing; the error names the line, the column and the value. ``skip_invalid=True`` loads
+the good rows and hands each bad one, with its reason, to ``rejects`` (a path or a writable text
+file, written as CSV).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import datetime
+import io
+import os
+import queue
+import re
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+
+import psycopg2
+
+from monps_store import audit, errors
+from monps_store.database import connection, db
+
+COLUMNS = ("match_id", "league", "home_team", "away_team", "bookmaker", "market", "selection",
+           "price", "commence_time", "collected_at")
+KEY = ("match_id", "bookmaker", "market", "selection", "collected_at")
+VALUES = tuple(c for c in COLUMNS if c not in KEY)  # what an update may change
+CHUNK_ROWS = 20_000
+
+_TEXT = tuple(i for i, c in enumerate(COLUMNS) if c not in ("price", "commence_time",
+                                                            "collected_at"))
+_PRICE_AT, _TIMES_AT = COLUMNS.index("price"), (COLUMNS.index("commence_time"),
+                                                COLUMNS.index("collected_at"))
+_PRICE = re.compile(r"\d{1,7}(\.\d{1,3})?")
+_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}(:?\d{2})?)")
+# NUL cannot be stored in text; lone surrogates are what undecodable bytes become.
+_FORBIDDEN = re.compile("[\x00\udc80-\udcff]")
+
+
+@dataclass
+class IngestReport:
+    rows: int = 0          # data rows read
+    inserted: int = 0
+    updated: int = 0       # existing rows whose values changed
+    unchanged: int = 0     # rows identical to what was stored
+    duplicates: int = 0    # repeats of a key within one chunk of the input (the last one won)
+    rejected: int = 0
+    seconds: float = 0.0
+
+    @property
+    def changed(self) -> int:
+        return self.inserted + self.updated
+
+    def summary(self) -> str:
+        text = (f"{self.rows:,} rows read: {self.inserted:,} inserted, {self.updated:,} updated, "
+                f"{self.unchanged:,} unchanged, {self.rejected:,} rejected in {self.seconds:.1f}s")
+        if self.duplicates:
+            text += f" ({self.duplicates:,} repeated keys, last one kept)"
+        if self.rows and not self.changed:
+            text += "; nothing changed"
+        return text
+
+
+class _BadRow(Exception):
+    def __init__(self, column: str | None, reason: str, value=None):
+        self.column, self.reason, self.value = column, reason, value
+
+    def describe(self, line: int) -> str:
+        where = f"line {line}" + (f", column {self.column}" if self.column else "")
+        shown = "" if self.value is None else f" (value {_short(self.value)})"
+        return f"{where}: {self.reason}{shown}"
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def validate(fields: list[str]) -> list[str]:
+    """Check one row in ``COLUMNS`` order; returns it, or raises _BadRow."""
+    for i in _TEXT:
+        value = fields[i]
+        if not value:
+            raise _BadRow(COLUMNS[i], "is empty")
+        if _FORBIDDEN.search(value):
+            raise _BadRow(COLUMNS[i], "contains a NUL byte or bytes that are not UTF-8", value)
+    price = fields[_PRICE_AT]
+    if not _PRICE.fullmatch(price):
+        raise _BadRow("price", "is not a decimal with at most 3 decimal places", price)
+    if float(price) <= 1:
+        raise _BadRow("price", "must be greater than 1", price)
+    for i in _TIMES_AT:
+        value = fields[i]
+        if not _TIME.fullmatch(value):
+            reason = ("has no time zone offset" if _TIME.fullmatch(value + "Z")
+                      else "is not an ISO 8601 time with an offset")
+            raise _BadRow(COLUMNS[i], reason, value)
+        try:
+            datetime.datetime.fromisoformat(value)
+        except ValueError:
+            raise _BadRow(COLUMNS[i], "is not a valid date and time", value) from None
+    return fields
+
+
+def _as_text(column: str, value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None:
+            raise _BadRow(column, "has no time zone", value.isoformat())
+        return value.isoformat()
+    if isinstance(value, float):  # NaN, inf and binary noise must not slip through
+        return repr(value)
+    if isinstance(value, (str, int, Decimal)):
+        return str(value)
+    raise _BadRow(column, f"has an unsupported type {type(value).__name__}", value)
+
+
+def _rows_from_csv(stream, name: str):
+    """(line number, fields in COLUMNS order or _BadRow) for each data row of a CSV stream."""
+    reader = csv.reader(stream, strict=True)
+    try:
+        header = next(reader, None)
+    except (csv.Error, UnicodeDecodeError) as exc:
+        raise errors.InvalidInput(f"{name}: cannot read the header row: {exc}") from None
+    if not header:
+        raise errors.InvalidInput(f"{name}: the file is empty (a header row is required)")
+    header = [h.strip() for h in header]
+    unknown = [h for h in header if h not in COLUMNS]
+    missing = [c for c in COLUMNS if c not in header]
+    repeated = sorted({h for h in header if header.count(h) > 1})
+    if unknown or missing or repeated:
+        parts = [f"unknown column(s) {', '.join(unknown)}" if unknown else "",
+                 f"missing column(s) {', '.join(missing)}" if missing else "",
+                 f"repeated column(s) {', '.join(repeated)}" if repeated else ""]
+        raise errors.InvalidInput(f"{name}: bad header: {'; '.join(p for p in parts if p)}; "
+                                  f"expected the columns {', '.join(COLUMNS)}")
+    order = [header.index(c) for c in COLUMNS]
+    identity = order == list(range(len(COLUMNS)))
+    width = len(header)
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield reader.line_num, _BadRow(None, f"malformed CSV: {exc}")
+            continue
+        if len(fields) != width:
+            if not any(fields):
+                continue  # a blank line
+            yield reader.line_num, _BadRow(None, f"expected {width} fields, got {len(fields)}")
+            continue
+        yield reader.line_num, fields if identity else [fields[i] for i in order]
+
+
+def _rows_from_iterable(rows: Iterable[Mapping]):
+    for line, row in enumerate(rows, start=1):
+        try:
+            extra = set(row) - set(COLUMNS)
+            if extra:
+                raise _BadRow(None, f"unknown field(s) {', '.join(sorted(map(str, extra)))}")
+            yield line, [_as_text(c, row.get(c)) for c in COLUMNS]
+        except _BadRow as bad:
+            yield line, bad
+
+
+class _Producer(threading.Thread):
+    """Validates rows and queues CSV chunks (text, number of rows); None ends the stream."""
+
+    def __init__(self, rows, name, skip_invalid, rejects_writer, chunk_rows):
+        super().__init__(daemon=True, name="monps-ingest-validate")
+        self.rows, self.name_, self.skip_invalid = rows, name, skip_invalid
+        self.rejects, self.chunk_rows = rejects_writer, chunk_rows
+        self.chunks: queue.Queue = queue.Queue(maxsize=2)
+        self.report = IngestReport()
+        self.error: BaseException | None = None
+        self.stop = threading.Event()
+
+    def run(self):
+        try:
+            self._produce()
+        except BaseException as exc:  # handed to the consumer, which raises it
+            self.error = exc
+        finally:
+            self.chunks.put(None)
+
+    def _produce(self):
+        buffer, count = io.StringIO(), 0
+        writer = csv.writer(buffer, lineterminator="\n")
+        for line, fields in self._rows():
+            if self.stop.is_set():
+                return
+            self.report.rows += 1
+            try:
+                if isinstance(fields, _BadRow):
+                    raise fields
+                writer.writerow([line, *validate(fields)])
+            except _BadRow as bad:
+                message = bad.describe(line)
+                if not self.skip_invalid:
+                    raise errors.InvalidInput(f"{self.name_}: {message}; nothing was written "
+                                              "(use --skip-invalid to load the good rows)"
+                                              ) from None
+                self.report.rejected += 1
+                if self.rejects is not None:
+                    self.rejects.writerow([line, message,
+                                           *(fields if isinstance(fields, list) else [])])
+                continue
+            count += 1
+            if count == self.chunk_rows:
+                self.chunks.put((buffer.getvalue(), count))
+                buffer, count = io.StringIO(), 0
+                writer = csv.writer(buffer, lineterminator="\n")
+        if count:
+            self.chunks.put((buffer.getvalue(), count))
+
+    def _rows(self):
+        try:
+            yield from self.rows
+        except UnicodeDecodeError as exc:
+            raise errors.InvalidInput(f"{self.name_}: not valid UTF-8 ({exc.reason} at byte "
+                                      f"{exc.start} of a read block)") from None
+
+
+_STAGE = """
+CREATE TEMP TABLE IF NOT EXISTS monps_odds_stage (
+    line bigint, match_id text, league text, home_team text, away_team text, bookmaker text,
+    market text, selection text, price numeric(10, 3), commence_time timestamptz,
+    collected_at timestamptz
+) ON COMMIT DROP
+"""
+_COPY = f"COPY monps_odds_stage (line, {', '.join(COLUMNS)}) FROM STDIN WITH (FORMAT csv)"
+# Built from this module's own column constants, never from input.
+_UPSERT = f"""
+WITH upserted AS (
+    INSERT INTO public.odds AS o ({', '.join(COLUMNS)}, created_at, updated_at, created_by,
+                                  updated_by, change_reason)
+    SELECT DISTINCT ON ({', '.join(KEY)}) {', '.join(COLUMNS)},
+           %(now)s, %(now)s, %(actor)s, %(actor)s, %(reason)s
+    FROM monps_odds_stage
+    ORDER BY {', '.join(KEY)}, line DESC
+    ON CONFLICT ({', '.join(KEY)}) DO UPDATE SET
+        {', '.join(f'{c} = EXCLUDED.{c}' for c in VALUES)},
+        updated_at = EXCLUDED.updated_at, updated_by = EXCLUDED.updated_by,
+        change_reason = EXCLUDED.change_reason
+    WHERE ({', '.join(f'o.{c}' for c in VALUES)})
+          IS DISTINCT FROM ({', '.join(f'EXCLUDED.{c}' for c in VALUES)})
+    RETURNING (xmax = 0) AS inserted
+)
+SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted),
+       (SELECT count(DISTINCT ({', '.join(KEY)})) FROM monps_odds_stage)
+FROM upserted
+"""  # noqa: S608
+
+
+def ingest_odds(source, *, skip_invalid: bool = False, rejects=None,
+                chunk_rows: int = CHUNK_ROWS, progress=None) -> IngestReport:
+    """Upsert odds from ``source`` (a CSV path, a text file object, or an iterable of mappings
+    with the ``COLUMNS`` keys) in one transaction. ``progress(rows_done)`` is called after each
+    chunk. Raises InvalidInput (strict mode) having written nothing."""
+    start = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        name, rows = _open_source(source, stack)
+        rejects_writer = None
+        if rejects is not None:
+            target = stack.enter_context(open(rejects, "w", newline="", encoding="utf-8")) \
+                if isinstance(rejects, (str, os.PathLike)) else rejects
+            rejects_writer = csv.writer(target, lineterminator="\n")
+            rejects_writer.writerow(["line", "reason", *COLUMNS])
+        producer = _Producer(rows, name, skip_invalid, rejects_writer, chunk_rows)
+        producer.start()
+        try:
+            report = _load(producer, progress)
+        finally:
+            producer.stop.set()
+            _drain(producer)
+            producer.join()
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _open_source(source, stack):
+    if isinstance(source, (str, os.PathLike)):
+        try:
+            # Undecodable bytes become lone surrogates that validation reports by line and
+            # column, instead of a decode error somewhere in a read block.
+            stream = stack.enter_context(open(source, encoding="utf-8-sig", newline="",
+                                              errors="surrogateescape"))
+        except OSError as exc:
+            raise errors.InvalidInput(f"{source}: cannot open: {exc.strerror}") from None
+        return str(source), _rows_from_csv(stream, str(source))
+    if hasattr(source, "read"):
+        name = getattr(source, "name", "<stream>")
+        return str(name), _rows_from_csv(source, str(name))
+    return "<rows>", _rows_from_iterable(source)
+
+
+def _load(producer: _Producer, progress) -> IngestReport:
+    info = audit.current()
+    params = {"now": audit.now(), "actor": info.actor, "reason": info.reason}
+    totals = {"inserted": 0, "updated": 0, "distinct": 0, "staged": 0}
+    with connection(), db.atomic():
+        cursor = db.cursor()
+        cursor.execute(_STAGE)
+        while True:
+            item = producer.chunks.get()
+            if item is None:
+                break
+            text, count = item
+            try:
+                cursor.execute("TRUNCATE monps_odds_stage")
+                cursor.copy_expert(_COPY, io.StringIO(text))
+                cursor.execute(_UPSERT, params)
+                inserted, updated, distinct = cursor.fetchone()
+            except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+                # A raw cursor: peewee did not see the error, so translate it here.
+                if db._lost(exc):
+                    db._raise_lost(exc)
+                raise
+            totals["inserted"] += inserted
+            totals["updated"] += updated
+            totals["distinct"] += distinct
+            totals["staged"] += count
+            if progress is not None:
+                progress(totals["staged"])
+        if producer.error is not None:
+            raise producer.error  # inside the transaction: everything is rolled back
+    report = producer.report
+    report.inserted, report.updated = totals["inserted"], totals["updated"]
+    report.duplicates = totals["staged"] - totals["distinct"]
+    report.unchanged = totals["distinct"] - report.inserted - report.updated
+    return report
+
+
+def _drain(producer: _Producer) -> None:
+    # Unblock a producer waiting on a full queue after the consumer stopped early.
+    while producer.is_alive():
+        try:
+            producer.chunks.get(timeout=0.1)
+        except queue.Empty:
+            pass
+
