@@ -160,6 +160,23 @@ def _progress(label: str):
     return show
 
 
+@cli.command("settle-clv")
+@click.option("--reference-bookmaker", metavar="NAME",
+              help="Take closing prices from this bookmaker instead of each pick's own.")
+@click.pass_obj
+def settle_clv(obj, reference_bookmaker):
+    """Fill closing odds and CLV for open picks; picks with no closing price stay open."""
+    from monps_store.repositories import clv
+    from monps_store.uow import unit_of_work
+
+    obj.init_db()
+    with unit_of_work(actor="cli:settle-clv", reason="monps-store settle-clv"):
+        result = clv.settle(reference_bookmaker)
+    click.echo(f"settled {result.settled:,} pick(s); {result.still_open:,} still open "
+               "(no price collected before kick-off)")
+    return EXIT_OK
+
+
 # -- migrations ------------------------------------------------------------------------------
 
 

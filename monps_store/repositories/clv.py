@@ -1,10 +1,12 @@
-"""CLV picks of the agents: by agent, recent picks."""
+"""CLV picks of the agents: by agent, recent picks, and closing-line-value settlement."""
 
 from __future__ import annotations
 
 import datetime
+from dataclasses import dataclass
 
 from monps_store import audit
+from monps_store.database import db
 from monps_store.errors import InvalidInput
 from monps_store.models import TrackingCLVPick
 from monps_store.repositories import crud
@@ -30,3 +32,49 @@ def get_recent_picks(days: float = 7, limit: int | None = 100,
              .where(TrackingCLVPick.picked_at >= since, TrackingCLVPick.picked_at <= until)
              .order_by(TrackingCLVPick.picked_at.desc(), TrackingCLVPick.id.desc()))
     return list(query.limit(limit) if limit is not None else query)
+
+
+@dataclass(frozen=True)
+class Settlement:
+    settled: int     # picks that got their closing odds and CLV in this run
+    still_open: int  # open picks with no price collected before kick-off (yet)
+
+
+# The closing price of a pick: the last one collected before kick-off for the same match,
+# market and selection, from the pick's bookmaker or the reference one. The unique natural-key
+# index (match_id, bookmaker, market, selection, collected_at) serves it backwards.
+_SETTLE = """
+WITH closing AS (
+    SELECT p.id,
+           (SELECT o.price FROM public.odds o
+            WHERE o.match_id = p.match_id AND o.bookmaker = COALESCE(%(reference)s, p.bookmaker)
+              AND o.market = p.market AND o.selection = p.selection
+              AND o.collected_at < o.commence_time
+            ORDER BY o.collected_at DESC LIMIT 1) AS price
+    FROM public.tracking_clv_picks p
+    WHERE p.status = 'open'
+), settled AS (
+    UPDATE public.tracking_clv_picks p
+    SET closing_odds = c.price,
+        clv_percent = round((p.odds_taken / c.price - 1) * 100, 3),
+        status = 'settled', settled_at = %(now)s,
+        updated_at = %(now)s, updated_by = %(actor)s, change_reason = %(reason)s
+    FROM closing c
+    WHERE p.id = c.id AND c.price IS NOT NULL
+    RETURNING p.id
+)
+SELECT (SELECT count(*) FROM settled), (SELECT count(*) FROM closing WHERE price IS NULL)
+"""
+
+
+def settle(reference_bookmaker: str | None = None) -> Settlement:
+    """Fill closing odds and CLV percent, ``(odds_taken / closing_odds - 1) * 100``, for every
+    open pick that has a closing price, in one statement; those are marked settled. Picks
+    without one stay open and are counted. Running it again settles only what is new."""
+    if reference_bookmaker is not None and not reference_bookmaker.strip():
+        raise InvalidInput("the reference bookmaker must not be blank")
+    info = audit.current()
+    params = {"reference": reference_bookmaker, "now": audit.now(), "actor": info.actor,
+              "reason": info.reason or "CLV settlement"}
+    settled, still_open = db.execute_sql(_SETTLE, params).fetchone()
+    return Settlement(settled, still_open)
