@@ -177,6 +177,32 @@ def settle_clv(obj, reference_bookmaker):
     return EXIT_OK
 
 
+@cli.command("demo")
+@click.option("--scale", type=click.FloatRange(min=0, min_open=True, max=1), default=1.0,
+              show_default=True, help="Fraction of the production-size odds and picks.")
+@click.option("--seed", type=int, default=42, show_default=True, help="Sample data seed.")
+@click.option("--lock-timeout", type=click.FloatRange(min=0), default=120, show_default=True,
+              help="Seconds to wait for another migration run to finish.")
+@click.pass_obj
+def demo_command(obj, scale, seed, lock_timeout):
+    """Migrate, load a production-scale sample data set, settle CLV and print a report."""
+    from monps_store import demo, sample
+    from monps_store.migrate import Migrations
+
+    settings = obj.init_db()
+    with Migrations.open(settings, lock_timeout=lock_timeout) as migrations:
+        applied = migrations.apply()
+    click.echo(f"migrate: applied {', '.join(applied)}" if applied else "migrate: up to date")
+    data = sample.SampleData(seed=seed, scale=scale)
+    if sys.stderr.isatty():
+        with click.progressbar(length=data.odds_count, label="odds", file=sys.stderr) as bar:
+            demo.load(data, click.echo, progress=lambda done: bar.update(done - bar.pos))
+    else:
+        demo.load(data, click.echo)
+    demo.report(click.echo)
+    return EXIT_OK
+
+
 # -- migrations ------------------------------------------------------------------------------
 
 

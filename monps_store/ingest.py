@@ -8,13 +8,14 @@ How it runs: a producer thread reads the CSV (or the rows), validates every row 
 good ones into CSV chunks; the calling thread, inside one transaction, COPYs each chunk into a
 temporary table and upserts it into ``public.odds`` with one set-based statement::
 
-    INSERT INTO odds SELECT DISTINCT ON (natural key) ... FROM stage ORDER BY key, line DESC
+    INSERT INTO odds SELECT ... FROM stage
     ON CONFLICT (natural key) DO UPDATE SET ... WHERE (values) IS DISTINCT FROM (EXCLUDED values)
 
 so validation of the next chunk overlaps with the server's work on this one, memory stays
-bounded by two chunks whatever the file size, a row identical to the stored one is left alone
-(loading the same file twice changes nothing), the last occurrence of a key in the input wins,
-and concurrent loads lock rows in key order. Timestamps and audit columns are filled as on every
+bounded by a few chunks whatever the file size, a row identical to the stored one is left alone
+(loading the same file twice changes nothing), the last occurrence of a key in a chunk wins
+(a later chunk's occurrence then updates it), and concurrent loads lock a chunk's rows in key
+order. Timestamps and audit columns are filled as on every
 other write path.
 
 Input rules (CONTRACT.md): UTF-8, a header row, the ten columns in any order, no others;
@@ -101,8 +102,9 @@ def _short(value) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def validate(fields: list[str]) -> list[str]:
-    """Check one row in ``COLUMNS`` order; returns it, or raises _BadRow."""
+def validate(fields: list[str]) -> tuple:
+    """Check one row in ``COLUMNS`` order; returns its natural key (with ``collected_at`` as an
+    aware datetime, so ``Z`` and ``+00:00`` name the same moment), or raises _BadRow."""
     for i in _TEXT:
         value = fields[i]
         if not value:
@@ -121,10 +123,11 @@ def validate(fields: list[str]) -> list[str]:
                       else "is not an ISO 8601 time with an offset")
             raise _BadRow(COLUMNS[i], reason, value)
         try:
-            datetime.datetime.fromisoformat(value)
+            moment = datetime.datetime.fromisoformat(value)
         except ValueError:
             raise _BadRow(COLUMNS[i], "is not a valid date and time", value) from None
-    return fields
+    # collected_at is checked last: `moment` is its parsed value.
+    return fields[0], fields[4], fields[5], fields[6], moment
 
 
 def _as_text(column: str, value) -> str:
@@ -191,7 +194,11 @@ def _rows_from_iterable(rows: Iterable[Mapping]):
 
 
 class _Producer(threading.Thread):
-    """Validates rows and queues CSV chunks (text, number of rows); None ends the stream."""
+    """Validates rows and queues CSV chunks (text, rows, distinct keys); None ends the stream.
+
+    Each chunk holds the last occurrence of each natural key among its rows, sorted by key:
+    the upsert then needs no DISTINCT ON (which doubled its cost), and concurrent loads take
+    row locks in the same order."""
 
     def __init__(self, rows, name, skip_invalid, rejects_writer, chunk_rows):
         super().__init__(daemon=True, name="monps-ingest-validate")
@@ -211,8 +218,7 @@ class _Producer(threading.Thread):
             self.chunks.put(None)
 
     def _produce(self):
-        buffer, count = io.StringIO(), 0
-        writer = csv.writer(buffer, lineterminator="\n")
+        chunk, count = {}, 0
         for line, fields in self._rows():
             if self.stop.is_set():
                 return
@@ -220,7 +226,7 @@ class _Producer(threading.Thread):
             try:
                 if isinstance(fields, _BadRow):
                     raise fields
-                writer.writerow([line, *validate(fields)])
+                chunk[validate(fields)] = fields  # a repeated key: the last one wins
             except _BadRow as bad:
                 message = bad.describe(line)
                 if not self.skip_invalid:
@@ -234,11 +240,15 @@ class _Producer(threading.Thread):
                 continue
             count += 1
             if count == self.chunk_rows:
-                self.chunks.put((buffer.getvalue(), count))
-                buffer, count = io.StringIO(), 0
-                writer = csv.writer(buffer, lineterminator="\n")
+                self._put(chunk, count)
+                chunk, count = {}, 0
         if count:
-            self.chunks.put((buffer.getvalue(), count))
+            self._put(chunk, count)
+
+    def _put(self, chunk: dict, count: int) -> None:
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerows(chunk[key] for key in sorted(chunk))
+        self.chunks.put((buffer.getvalue(), count, len(chunk)))
 
     def _rows(self):
         try:
@@ -250,21 +260,19 @@ class _Producer(threading.Thread):
 
 _STAGE = """
 CREATE TEMP TABLE IF NOT EXISTS monps_odds_stage (
-    line bigint, match_id text, league text, home_team text, away_team text, bookmaker text,
+    match_id text, league text, home_team text, away_team text, bookmaker text,
     market text, selection text, price numeric(10, 3), commence_time timestamptz,
     collected_at timestamptz
 ) ON COMMIT DROP
 """
-_COPY = f"COPY monps_odds_stage (line, {', '.join(COLUMNS)}) FROM STDIN WITH (FORMAT csv)"
+_COPY = f"COPY monps_odds_stage ({', '.join(COLUMNS)}) FROM STDIN WITH (FORMAT csv)"
 # Built from this module's own column constants, never from input.
 _UPSERT = f"""
 WITH upserted AS (
     INSERT INTO public.odds AS o ({', '.join(COLUMNS)}, created_at, updated_at, created_by,
                                   updated_by, change_reason)
-    SELECT DISTINCT ON ({', '.join(KEY)}) {', '.join(COLUMNS)},
-           %(now)s, %(now)s, %(actor)s, %(actor)s, %(reason)s
-    FROM monps_odds_stage
-    ORDER BY {', '.join(KEY)}, line DESC
+    SELECT {', '.join(COLUMNS)}, %(now)s, %(now)s, %(actor)s, %(actor)s, %(reason)s
+    FROM monps_odds_stage  -- one row per key, in key order (see _Producer)
     ON CONFLICT ({', '.join(KEY)}) DO UPDATE SET
         {', '.join(f'{c} = EXCLUDED.{c}' for c in VALUES)},
         updated_at = EXCLUDED.updated_at, updated_by = EXCLUDED.updated_by,
@@ -273,9 +281,7 @@ WITH upserted AS (
           IS DISTINCT FROM ({', '.join(f'EXCLUDED.{c}' for c in VALUES)})
     RETURNING (xmax = 0) AS inserted
 )
-SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted),
-       (SELECT count(DISTINCT ({', '.join(KEY)})) FROM monps_odds_stage)
-FROM upserted
+SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM upserted
 """  # noqa: S608
 
 
@@ -332,12 +338,12 @@ def _load(producer: _Producer, progress) -> IngestReport:
             item = producer.chunks.get()
             if item is None:
                 break
-            text, count = item
+            text, count, distinct = item
             try:
                 cursor.execute("TRUNCATE monps_odds_stage")
                 cursor.copy_expert(_COPY, io.StringIO(text))
                 cursor.execute(_UPSERT, params)
-                inserted, updated, distinct = cursor.fetchone()
+                inserted, updated = cursor.fetchone()
             except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
                 # A raw cursor: peewee did not see the error, so translate it here.
                 if db._lost(exc):
