@@ -29,6 +29,13 @@ Say = Callable[[str], None]
 def load(data: sample.SampleData, say: Say, progress=None) -> None:
     """Upsert the reference data, stream the odds through the ingest path, upsert the picks,
     settle CLV. Each step is its own unit of work."""
+    load_reference(data, say)
+    load_odds(data, say, progress)
+    load_picks(data, say)
+
+
+def load_reference(data: sample.SampleData, say: Say) -> None:
+    """Classifications, teams, friction pairs, strategies, goalscorers (upserts)."""
     with unit_of_work(actor="demo", reason="sample reference data"):
         crud.upsert_many(ChessClassification, data.classifications(), conflict=["code"])
         codes = {c.code: c.id for c in ChessClassification.select()}
@@ -48,10 +55,15 @@ def load(data: sample.SampleData, say: Say, progress=None) -> None:
     say(f"reference data: {len(codes)} classifications, {len(ids)} teams, "
         f"{sample.FRICTION_PAIRS:,} friction pairs, {sample.GOALSCORERS:,} goalscorers")
 
+
+def load_odds(data: sample.SampleData, say: Say, progress=None) -> None:
     with unit_of_work(actor="demo", reason="sample odds"):
         report = ingest.ingest_odds(data.odds_rows(), progress=progress)
     say(f"odds: {report.summary()}")
 
+
+def load_picks(data: sample.SampleData, say: Say) -> None:
+    """The agents' picks (never reopening a settled one), then CLV settlement."""
     with unit_of_work(actor="demo", reason="sample picks"):
         # Only what the agent chose may change: never reopen a settled pick.
         crud.upsert_many(TrackingCLVPick, data.picks(), conflict=list(
