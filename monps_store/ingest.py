@@ -202,7 +202,7 @@ class _Producer(threading.Thread):
 
     def __init__(self, rows, name, skip_invalid, rejects_writer, chunk_rows):
         super().__init__(daemon=True, name="monps-ingest-validate")
-        self.rows, self.name_, self.skip_invalid = rows, name, skip_invalid
+        self.rows, self.source_name, self.skip_invalid = rows, name, skip_invalid
         self.rejects, self.chunk_rows = rejects_writer, chunk_rows
         self.chunks: queue.Queue = queue.Queue(maxsize=2)
         self.report = IngestReport()
@@ -230,7 +230,7 @@ class _Producer(threading.Thread):
             except _BadRow as bad:
                 message = bad.describe(line)
                 if not self.skip_invalid:
-                    raise errors.InvalidInput(f"{self.name_}: {message}; nothing was written "
+                    raise errors.InvalidInput(f"{self.source_name}: {message}; nothing was written "
                                               "(use --skip-invalid to load the good rows)"
                                               ) from None
                 self.report.rejected += 1
@@ -254,7 +254,7 @@ class _Producer(threading.Thread):
         try:
             yield from self.rows
         except UnicodeDecodeError as exc:
-            raise errors.InvalidInput(f"{self.name_}: not valid UTF-8 ({exc.reason} at byte "
+            raise errors.InvalidInput(f"{self.source_name}: not valid UTF-8 ({exc.reason} at byte "
                                       f"{exc.start} of a read block)") from None
 
 
