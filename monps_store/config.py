@@ -24,6 +24,12 @@ URL_SCHEMES = ("postgresql", "postgres")
 # Connection parameters a URL may carry in its query string that map onto Settings fields;
 # any other query parameter (sslmode, target_session_attrs, ...) is passed to libpq as is.
 _URL_FIELDS = {"host", "port", "user", "password", "dbname"}
+# Other libpq parameters whose value is a secret: kept in a Secret like the password.
+_SECRET_PARAMS = {"sslpassword"}
+# Settings that end up in output (check, logs, pg_stat_activity) and in libpq errors; a line
+# break in one is almost always a .env quote left open that swallowed the following lines.
+_TEXT_VARIABLES = (("DB_HOST", "host"), ("DB_USER", "user"), ("DB_NAME", "database"),
+                   ("DB_APPLICATION_NAME", "application_name"))
 
 
 class Secret:
@@ -55,7 +61,7 @@ class Secret:
         return bool(self._value)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, repr=False)
 class Settings:
     """Everything needed to connect and size the pool. Immutable; build with ``load_settings``,
     ``from_url`` or ``dataclasses.replace``."""
@@ -65,7 +71,7 @@ class Settings:
     password: Secret | None = None
     host: str | None = "localhost"
     port: int = 5432
-    params: tuple[tuple[str, str], ...] = ()  # extra libpq parameters from DATABASE_URL
+    params: tuple[tuple[str, str | Secret], ...] = ()  # extra libpq parameters from the URL
     pool_size: int = 5
     max_overflow: int = 10
     pool_timeout: float = 30.0
@@ -86,9 +92,15 @@ class Settings:
     def max_connections(self) -> int:
         return self.pool_size + self.max_overflow
 
+    def __repr__(self):
+        # The dataclass repr, except that it never shows a secret (Secret prints as ***).
+        fields = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self))
+        return f"Settings({fields})"
+
     def connect_params(self) -> dict:
         """Keyword arguments for ``psycopg2.connect`` (reveals the password: driver use only)."""
-        params = dict(self.params)
+        params = {key: value.reveal() if isinstance(value, Secret) else value
+                  for key, value in self.params}
         for key, value in (("host", self.host), ("port", self.port), ("user", self.user),
                            ("dbname", self.database)):
             if value is not None:
@@ -124,7 +136,8 @@ class Settings:
             "database": self.database,
             "user": self.user,
             "password": MASK if self.password else None,
-            "params": {k: (MASK if "pass" in k else v) for k, v in self.params},
+            "params": {k: (MASK if isinstance(v, Secret) or "pass" in k else v)
+                       for k, v in self.params},
             "pool_size": self.pool_size,
             "max_overflow": self.max_overflow,
             "max_connections": self.max_connections,
@@ -162,6 +175,12 @@ def check_ranges(values: Mapping) -> list[str]:
     name = values.get("application_name")
     if name is not None and (not name.strip() or len(name) > 63 or not name.isascii()):
         problems.append("DB_APPLICATION_NAME: must be 1-63 ASCII characters")
+    for var, field in _TEXT_VARIABLES:
+        value = values.get(field)
+        if isinstance(value, str) and not value.isprintable():
+            # Never echo the value: it may hold the lines (and password) a quote swallowed.
+            problems.append(f"{var}: contains a line break or control character (a quote "
+                            "left open in .env?)")
     return problems
 
 
@@ -177,6 +196,9 @@ def parse_url(url: str, variable: str = "url") -> dict:
         raise ConfigError(
             [f"{variable}: must start with postgresql:// (got scheme {parts.scheme!r})"]
         )
+    if not url.strip()[len(parts.scheme) + 1:].startswith("//"):
+        # "postgresql:user:pw@host/db" would parse as a database named "user:pw@host/db".
+        raise ConfigError([f"{variable}: must start with postgresql:// (the // is missing)"])
     fields = {
         "host": unquote(parts.hostname) if parts.hostname else None,
         "port": port or 5432,
@@ -187,7 +209,8 @@ def parse_url(url: str, variable: str = "url") -> dict:
     extra = []
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
         if key not in _URL_FIELDS:
-            extra.append((key, value))
+            _check_libpq_parameter(key, variable)
+            extra.append((key, Secret(value) if key in _SECRET_PARAMS else value))
         elif key == "port":
             if not value.isdigit():
                 raise ConfigError([f"{variable}: query parameter port must be a number"])
@@ -197,6 +220,20 @@ def parse_url(url: str, variable: str = "url") -> dict:
     fields["password"] = Secret(fields["password"]) if fields["password"] else None
     fields["params"] = tuple(extra)
     return fields
+
+
+def _check_libpq_parameter(key: str, variable: str) -> None:
+    """Refuse a query parameter libpq does not know (a typo such as ``pass=`` would otherwise
+    fail at connect time, and its value might be the password). Asks libpq itself."""
+    from psycopg2 import ProgrammingError
+    from psycopg2.extensions import make_dsn, parse_dsn
+
+    try:
+        parse_dsn(make_dsn(**{key: "x"}))
+    except (ProgrammingError, TypeError):
+        raise ConfigError([f"{variable}: unknown connection parameter {key[:40]!r} in the query "
+                           "string (libpq's parameter names: host, port, dbname, user, "
+                           "password, sslmode, ...)"]) from None
 
 
 def from_url(url: str, **overrides) -> Settings:
