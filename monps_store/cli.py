@@ -17,8 +17,12 @@ import sys
 import time
 
 import click
+import peewee
+import psycopg2
 
 from monps_store import config, database, errors
+
+logger = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 75
 
@@ -332,6 +336,17 @@ def reset(obj, yes, migrate_dir, lock_timeout):
     return EXIT_OK
 
 
+def database_error(exc: BaseException) -> str:
+    """One line for a database error, with what to do about the common ones."""
+    orig = getattr(exc, "orig", None) or exc
+    text = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+    if getattr(orig, "pgcode", None) == "42501":
+        return (f"the database refused: {text}. The role in DATABASE_URL lacks this privilege; "
+                "schema changes run with MIGRATION_DATABASE_URL (an owner role), see "
+                "'Running with least privilege' in README.md")
+    return f"database error: {text}"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default ``sys.argv[1:]``) and return the exit code."""
     try:
@@ -350,6 +365,12 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_LOCKED
     except errors.MonpsStoreError as exc:
         click.echo(f"error: {exc}", err=True)
+        return EXIT_PROBLEM
+    except (peewee.DatabaseError, peewee.InterfaceError, psycopg2.Error) as exc:
+        # An error the package does not translate (a missing privilege, a constraint, ...):
+        # still one line; the traceback is for -vv.
+        logger.debug("database error", exc_info=True)
+        click.echo(f"error: {database_error(exc)}", err=True)
         return EXIT_PROBLEM
     finally:
         database.close_db()
