@@ -28,7 +28,6 @@ else fails at once. Every run ends with the pool closed and one summary line on 
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import random
 import sys
@@ -45,8 +44,7 @@ _RETRYABLE_CODES = ("40001", "40P01", "08", "57P01", "57P02", "57P03")
 
 def lock_key(name: str) -> int:
     """The advisory-lock key of job ``name`` (a stable signed 64-bit integer)."""
-    digest = hashlib.sha256(f"monps_store.cron:{name}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
+    return database.advisory_lock_key(f"monps_store.cron:{name}")
 
 
 def is_retryable(exc: BaseException) -> bool:

@@ -19,6 +19,7 @@ configures it and may be called again to reconfigure. On top of peewee's pool th
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import heapq
 import logging
 import threading
@@ -33,6 +34,12 @@ logger = logging.getLogger(__name__)
 # SQLSTATE classes that mean the session is gone: 08 connection exception, 57P01-57P03
 # admin shutdown / crash shutdown / cannot connect now.
 _DISCONNECT_CODES = ("08", "57P01", "57P02", "57P03")
+
+
+def advisory_lock_key(name: str) -> int:
+    """A stable signed 64-bit PostgreSQL advisory-lock key for ``name``."""
+    digest = hashlib.sha256(name.encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -252,9 +259,24 @@ class MonpsDatabase(PooledPostgresqlDatabase):
         try:
             return super()._execute_cursor(sql, params, **cursor_options)
         except (peewee.OperationalError, peewee.InterfaceError) as exc:
-            if self._lost(exc):
-                self._raise_lost(exc)
+            self.raise_translated(exc)
             raise
+
+    def raise_translated(self, exc: BaseException) -> None:
+        """Raise the package's own error for the driver (or peewee) error ``exc`` when it has
+        one: :class:`~errors.ConnectionLost`, :class:`~errors.StatementTimeout`. Returns
+        otherwise, and the caller re-raises ``exc``. Code that runs raw cursors (COPY) calls it
+        too, since peewee never sees their errors."""
+        if self._lost(exc):
+            self._raise_lost(exc)
+        orig = getattr(exc, "orig", None) or exc
+        if getattr(orig, "pgcode", None) == "57014" and "statement timeout" in str(orig):
+            limit = self.settings.statement_timeout if self.settings else 0
+            after = f"after DB_STATEMENT_TIMEOUT={limit} ms" if limit else "by statement_timeout"
+            raise errors.StatementTimeout(
+                f"statement cancelled {after}; the open transaction, if any, is rolled back. "
+                "Make the statement cheaper or raise the timeout."
+            ) from exc
 
     def begin(self, *args, **kwargs):
         try:

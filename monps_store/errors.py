@@ -53,6 +53,14 @@ class ConnectFailed(ConnectionLost):
     """A new connection could not be opened (server down, refused, or authentication failed)."""
 
 
+class StatementTimeout(MonpsStoreError):
+    """A statement ran past the statement timeout and the server cancelled it.
+
+    The transaction it ran in is aborted: leaving the transaction block rolls it back. Not
+    retried by :mod:`monps_store.cron`: the same statement would time out again.
+    """
+
+
 class PoolExhausted(MonpsStoreError):
     """Every pooled connection stayed in use for the whole wait timeout."""
 

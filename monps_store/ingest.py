@@ -33,9 +33,11 @@ import contextlib
 import csv
 import datetime
 import io
+import logging
 import os
 import queue
 import re
+import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -45,7 +47,9 @@ from decimal import Decimal
 import psycopg2
 
 from monps_store import audit, errors
-from monps_store.database import connection, db
+from monps_store.database import advisory_lock_key, connection, db
+
+logger = logging.getLogger(__name__)
 
 COLUMNS = ("match_id", "league", "home_team", "away_team", "bookmaker", "market", "selection",
            "price", "commence_time", "collected_at")
@@ -331,7 +335,8 @@ def _load(producer: _Producer, progress) -> IngestReport:
     info = audit.current()
     params = {"now": audit.now(), "actor": info.actor, "reason": info.reason}
     totals = {"inserted": 0, "updated": 0, "distinct": 0, "staged": 0}
-    with connection(), db.atomic():
+    with connection(), db.atomic(), _raw_cursor_errors_translated():
+        _lock_odds_ingest()
         cursor = db.cursor()
         cursor.execute(_STAGE)
         while True:
@@ -339,16 +344,11 @@ def _load(producer: _Producer, progress) -> IngestReport:
             if item is None:
                 break
             text, count, distinct = item
-            try:
-                cursor.execute("TRUNCATE monps_odds_stage")
+            cursor.execute("TRUNCATE monps_odds_stage")
+            with _quiet_copy_errors():
                 cursor.copy_expert(_COPY, io.StringIO(text))
-                cursor.execute(_UPSERT, params)
-                inserted, updated = cursor.fetchone()
-            except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
-                # A raw cursor: peewee did not see the error, so translate it here.
-                if db._lost(exc):
-                    db._raise_lost(exc)
-                raise
+            cursor.execute(_UPSERT, params)
+            inserted, updated = cursor.fetchone()
             totals["inserted"] += inserted
             totals["updated"] += updated
             totals["distinct"] += distinct
@@ -362,6 +362,64 @@ def _load(producer: _Producer, progress) -> IngestReport:
     report.duplicates = totals["staged"] - totals["distinct"]
     report.unchanged = totals["distinct"] - report.inserted - report.updated
     return report
+
+
+@contextlib.contextmanager
+def _raw_cursor_errors_translated():
+    """Peewee never sees a raw cursor's errors: translate them as it would (a dead
+    connection becomes ConnectionLost, a timeout StatementTimeout)."""
+    try:
+        yield
+    except psycopg2.Error as exc:
+        db.raise_translated(exc)
+        raise
+
+
+def _lock_odds_ingest() -> None:
+    """Queue behind any other odds ingest until this transaction ends.
+
+    Each load is one transaction that locks its rows chunk by chunk, in key order only within a
+    chunk: two loads of overlapping files would lock the same keys in different orders and
+    deadlock. Taking one transaction-level advisory lock first makes concurrent loads run one
+    after the other, each with the whole table to itself, so the result equals a serial load.
+    """
+    key = advisory_lock_key("monps_store.ingest:public.odds")
+    if not db.execute_sql("SELECT pg_try_advisory_xact_lock(%s)", (key,)).fetchone()[0]:
+        logger.info("another odds ingest is running; waiting for it to finish")
+        db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (key,))
+
+
+_copying = threading.local()
+
+
+@contextlib.contextmanager
+def _quiet_copy_errors():
+    """Keep psycopg2 from printing a traceback when the connection dies during a COPY.
+
+    In that case psycopg2 reports a ``SystemError`` (caused by the server's error) through
+    ``sys.excepthook`` before raising its ``OperationalError``, which is what the caller gets
+    (as ConnectionLost). The printed one is logged at DEBUG instead; every other uncaught
+    exception still reaches the hook that was installed.
+    """
+    if not isinstance(sys.excepthook, _CopyExceptHook):
+        sys.excepthook = _CopyExceptHook(sys.excepthook)
+    _copying.active = True
+    try:
+        yield
+    finally:
+        _copying.active = False
+
+
+class _CopyExceptHook:
+    def __init__(self, previous):
+        self.previous = previous
+
+    def __call__(self, exc_type, exc, tb):
+        if (getattr(_copying, "active", False) and issubclass(exc_type, SystemError)
+                and isinstance(exc.__cause__, psycopg2.Error)):
+            logger.debug("psycopg2 reported during COPY: %s", _short(str(exc.__cause__)))
+            return
+        self.previous(exc_type, exc, tb)
 
 
 def _drain(producer: _Producer) -> None:

@@ -110,7 +110,7 @@ def test_the_statement_timeout_applies_and_a_timeout_is_not_retried(pg, db, job_
                                                                     tmp_path):
     code, log = finish(start(pg, job_script, "slow", tmp_path / "marker", TIMEOUT="200"))
     assert code == 1
-    assert "canceling statement due to statement timeout" in log[-1]
+    assert "StatementTimeout: statement cancelled after DB_STATEMENT_TIMEOUT=200 ms" in log[-1]
     assert log[-1].endswith(", 0 retries")
     assert team_count(pg) == (0, 0)
 

@@ -166,8 +166,10 @@ def test_application_name_and_statement_timeout_apply_to_every_connection(pg):
     monps_store.init_db(url=pg.url, application_name="monps_test_timeout", statement_timeout=100)
     with monps_store.connection() as db:
         assert db.execute_sql("SHOW statement_timeout").fetchone() == ("100ms",)
-        with pytest.raises(peewee.OperationalError, match="statement timeout"):
+        with pytest.raises(errors.StatementTimeout, match="after DB_STATEMENT_TIMEOUT=100 ms"
+                           ) as raised:
             db.execute_sql("SELECT pg_sleep(2)")
+        assert raised.value.__cause__.orig.pgcode == "57014"  # the server's error, chained
         # A timeout is not a lost connection: the same connection goes on working.
         assert db.execute_sql("SELECT 1").fetchone() == (1,)
     assert monps_store.pool_status()["lost"] == 0
