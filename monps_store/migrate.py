@@ -89,7 +89,10 @@ class _Router(Router):
     @cached_property
     def model(self):
         History.bind(self.database)
-        History.create_table(safe=True)
+        # Only when missing: CREATE TABLE IF NOT EXISTS still needs CREATE on the schema, which
+        # an application role (status, history) does not have.
+        if not self.database.table_exists(HISTORY_TABLE, schema="public"):
+            History.create_table()
         return History
 
     @property
@@ -171,8 +174,12 @@ class Migrations:
             self.router.run_one(name, self.router.migrator, fake=False, downgrade=downgrade)
         except Exception as exc:
             action = "rollback of" if downgrade else "migration"
+            hint = ""
+            if getattr(getattr(exc, "orig", None) or exc, "pgcode", None) == "42501":
+                hint = (" (migrations need the schema owner: set MIGRATION_DATABASE_URL to the "
+                        "owner role's URL)")
             raise errors.MigrationError(
-                f"{action} {name} failed and was undone: {_first_line(exc)}") from exc
+                f"{action} {name} failed and was undone: {_first_line(exc)}{hint}") from exc
 
     def sql(self, to: str | None = None) -> list[tuple[str, list[str]]]:
         """The statements pending migrations would run: executed in a transaction that is
