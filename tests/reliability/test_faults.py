@@ -8,7 +8,10 @@ Every trial is seeded, so a failure names a trial that can be run again.
 from __future__ import annotations
 
 import datetime
+import os
 import random
+import subprocess
+import sys
 import time
 from decimal import Decimal
 
@@ -326,3 +329,42 @@ def test_an_ingest_waiting_past_the_statement_timeout_writes_nothing(pg, tmp_pat
         holder.close()
         monps_store.close_db()
     figures.add("faults: statement timeout", trials=1, rolled_back=1, partial_results=0)
+
+
+def test_the_cli_killed_mid_copy_prints_one_error_line_and_writes_nothing(pg, db, tmp_path,
+                                                                         figures):
+    """The COPY path is where psycopg2 prints a traceback of its own when the connection dies;
+    the operator must still see one ``error:`` line and exit 1."""
+    path = tmp_path / "big.csv"
+    write_odds_csv(path, odds_rows(11, range(1_500)))  # 54,000 rows, three chunks
+    env = {"PATH": os.environ.get("PATH", ""), "DATABASE_URL": pg.url,
+           "DB_APPLICATION_NAME": "monps_cli_fault"}
+    killed_in_copy = 0
+    for _ in range(5):
+        process = subprocess.Popen([sys.executable, "-m", "monps_store", "ingest", "odds",
+                                    str(path)], env=env, text=True, cwd=tmp_path,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        admin = pg.admin()
+        with admin.cursor() as cur:
+            while process.poll() is None:
+                cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                            "WHERE application_name = 'monps_cli_fault' AND state = 'active' "
+                            "AND query LIKE 'COPY monps_odds_stage%%'")
+                if cur.fetchall():
+                    break
+        admin.close()
+        out, err = process.communicate(timeout=120)
+        if process.returncode == 0:
+            pg.sql("TRUNCATE public.odds")
+            continue  # the load was faster than the poll: try again
+        killed_in_copy += 1
+        assert process.returncode == 1
+        errors_shown = [line for line in err.splitlines() if line.startswith("error:")]
+        assert len(errors_shown) == 1, err
+        assert errors_shown[0].startswith("error: lost the database connection"), err
+        # The rest is the package's own log lines (WARNING): no traceback from psycopg2.
+        assert all(line.startswith(("WARNING ", "error:")) for line in err.splitlines()), err
+        assert pg.sql("SELECT count(*) FROM public.odds") == [(0,)]
+    assert killed_in_copy >= 1
+    figures.add("faults: CLI ingest killed mid-COPY", trials=killed_in_copy,
+                backends_killed=killed_in_copy, tracebacks_printed=0, rows_written=0)
