@@ -1,5 +1,5 @@
-"""The pool on its worst day: the whole server restarted under a threaded workload, and far
-more threads than connections."""
+"""The pool on its worst day: the whole server restarted under a threaded workload, far more
+threads than connections, and legacy connections killed while monps_store uses them."""
 
 from __future__ import annotations
 
@@ -8,13 +8,15 @@ import time
 from collections import Counter
 from decimal import Decimal
 
+import psycopg2
 import pytest
 
 import monps_store
-from monps_store import errors
+from monps_store import config, errors, legacy
 from monps_store.models import QuantumStrategy, TeamQuantumDNA
 from monps_store.repositories import crud
 from tests.conftest import TEST_APP_NAME
+from tests.reliability.faults import terminate_and_wait
 
 WORKERS = 6
 
@@ -143,3 +145,48 @@ def test_many_more_threads_than_connections_wait_bounded_and_leave_the_pool_empt
                 leaked_connections=0)
     figures.add("faults: pool exhaustion (longest wait before PoolExhausted, ms)",
                 observed=round(max(waits) * 1000))
+
+
+def test_a_lent_legacy_connection_killed_mid_unit_of_work_leaves_the_pool_untouched(pg, db,
+                                                                                   figures):
+    legacy_conn = psycopg2.connect(**config.from_url(pg.url).connect_params())
+    before = monps_store.pool_status()
+    try:
+        legacy_conn.cursor().execute("INSERT INTO quantum.team_quantum_dna (team_name, league, "
+                                     "matches_played, total_bets, win_rate, roi, total_pnl) "
+                                     "VALUES ('Legacy', 'L', 0, 0, 0, 0, 0)")
+        with legacy.use_connection(legacy_conn), pytest.raises(errors.ConnectionLost):
+            with monps_store.unit_of_work(actor="legacy:fault"):
+                crud.create(TeamQuantumDNA, team_name="Lyon", league="Ligue 1")
+                terminate_and_wait(pg, legacy_conn.get_backend_pid())
+                crud.create(TeamQuantumDNA, team_name="Nice", league="Ligue 1")
+        assert legacy_conn.closed  # the legacy script learns it from its own connection
+    finally:
+        legacy_conn.close()
+    assert pg.sql("SELECT count(*) FROM quantum.team_quantum_dna") == [(0,)]
+    # monps_store forgot the legacy connection and its own pool never saw it; the loss counts.
+    after = monps_store.pool_status()
+    assert after["lost"] == before["lost"] + 1
+    assert {**after, "lost": 0} == {**before, "lost": 0}
+    with monps_store.unit_of_work(actor="after"):
+        crud.create(TeamQuantumDNA, team_name="Brest", league="Ligue 1")
+    assert pg.sql("SELECT team_name FROM quantum.team_quantum_dna") == [("Brest",)]
+    figures.add("faults: legacy connections", trials=1, backends_killed=1, partial_results=0)
+
+
+def test_a_borrowed_connection_killed_under_legacy_code_is_discarded_not_pooled(pg, db,
+                                                                                figures):
+    with pytest.raises(psycopg2.OperationalError):
+        with legacy.borrow_connection() as conn:
+            cur = conn.cursor()
+            cur.execute("INSERT INTO quantum.team_quantum_dna (team_name, league, "
+                        "matches_played, total_bets, win_rate, roi, total_pnl) "
+                        "VALUES ('Legacy', 'L', 0, 0, 0, 0, 0)")
+            terminate_and_wait(pg, conn.get_backend_pid())
+            cur.execute("SELECT 1")  # legacy code's own cursor: psycopg2's error, unchanged
+    status = monps_store.pool_status()
+    assert (status["in_use"], status["idle"], status["dead_discarded"]) == (0, 0, 1), status
+    assert pg.sql("SELECT count(*) FROM quantum.team_quantum_dna") == [(0,)]
+    assert monps_store.check_connection()
+    figures.add("faults: legacy connections", trials=1, backends_killed=1, partial_results=0,
+                dead_connections_pooled=0)
