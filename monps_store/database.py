@@ -258,6 +258,9 @@ class MonpsDatabase(PooledPostgresqlDatabase):
     def _execute_cursor(self, sql, params, **cursor_options):
         try:
             return super()._execute_cursor(sql, params, **cursor_options)
+        except (peewee.DataError, ValueError) as exc:
+            self._raise_invalid(exc)
+            raise
         except (peewee.OperationalError, peewee.InterfaceError) as exc:
             self.raise_translated(exc)
             raise
@@ -277,6 +280,22 @@ class MonpsDatabase(PooledPostgresqlDatabase):
                 f"statement cancelled {after}; the open transaction, if any, is rolled back. "
                 "Make the statement cheaper or raise the timeout."
             ) from exc
+
+    def _raise_invalid(self, exc: BaseException) -> None:
+        """A value the server refused (SQLSTATE class 22: overflow, bad syntax for the type,
+        invalid JSON or date) or psycopg2 could not send (NUL, lone surrogates) becomes
+        InvalidInput; the transaction, if any, is rolled back by whoever opened it."""
+        orig = getattr(exc, "orig", None) or exc
+        code = getattr(orig, "pgcode", None) or ""
+        if code.startswith("22"):
+            raise errors.InvalidInput(
+                f"the database rejected a value: {_first_line(orig)} (SQLSTATE {code}); "
+                "nothing was written by this statement") from exc
+        if isinstance(exc, UnicodeEncodeError) or (
+                isinstance(exc, ValueError) and "NUL (0x00)" in str(exc)):
+            raise errors.InvalidInput(
+                f"a text value cannot be sent to PostgreSQL: {exc} (NUL characters and lone "
+                "surrogates cannot be stored); nothing was written by this statement") from exc
 
     def begin(self, *args, **kwargs):
         try:
