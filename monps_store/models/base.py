@@ -5,6 +5,7 @@ timestamp and audit columns through a ``pre_save`` receiver; the paths that bypa
 (``insert_many``, upserts, ``update()`` queries, bulk updates) are wrapped in
 :mod:`monps_store.repositories.crud`, which fills the same columns from :mod:`monps_store.audit`.
 The columns also have database defaults, so raw SQL from legacy scripts never leaves them NULL.
+A second ``pre_save`` receiver checks every value against its column (:mod:`.checks`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from playhouse.signals import Model, pre_save
 
 from monps_store import audit
 from monps_store.database import db
+from monps_store.models import checks
 
 
 class BaseModel(Model):
@@ -71,3 +73,12 @@ def _fill_audit_fields(sender, instance, created):
     for name, value in values.items():
         if name in fields:
             setattr(instance, name, value)
+
+
+@pre_save()
+def _check_values(sender, instance, created):
+    # After the audit columns are filled: every value save() will write, checked (and a
+    # string or float converted to the Decimal that is stored); a new row must have every
+    # column the INSERT needs.
+    data = {name: value for name, value in instance.__data__.items() if name in sender._meta.fields}
+    instance.__data__.update(checks.row(sender, data, complete=created))

@@ -8,13 +8,14 @@ from dataclasses import dataclass
 from monps_store import audit
 from monps_store.database import db
 from monps_store.errors import InvalidInput
-from monps_store.models import TrackingCLVPick
+from monps_store.models import TrackingCLVPick, checks
 from monps_store.repositories import crud
 
 
 def get_by_agent(agent: str, limit: int | None = None) -> list[TrackingCLVPick]:
     """The agent's picks, newest first."""
     crud.check_window(0, limit)
+    agent = checks.compare(TrackingCLVPick, "agent", agent, allow_none=False)
     query = (TrackingCLVPick.select().where(TrackingCLVPick.agent == agent)
              .order_by(TrackingCLVPick.picked_at.desc(), TrackingCLVPick.id.desc()))
     return list(query.limit(limit) if limit is not None else query)
@@ -24,14 +25,23 @@ def get_recent_picks(days: float = 7, limit: int | None = 100,
                      now: datetime.datetime | None = None) -> list[TrackingCLVPick]:
     """Picks made in the ``days`` days up to ``now`` (default: the current time), newest first."""
     crud.check_window(0, limit)
+    if isinstance(days, bool) or not isinstance(days, (int, float)) or days != days:
+        raise InvalidInput(f"days must be a number, got {days!r}")
     if days < 0:
         raise InvalidInput(f"days must not be negative, got {days!r}")
-    until = now or audit.now()
-    since = until - datetime.timedelta(days=days)
+    days = min(days, MAX_DAYS)  # more than the whole datetime range: everything up to now
+    until = checks.compare(TrackingCLVPick, "picked_at", now) or audit.now()
+    try:
+        since = until - datetime.timedelta(days=days)
+    except OverflowError:
+        since = checks.EARLIEST
     query = (TrackingCLVPick.select()
              .where(TrackingCLVPick.picked_at >= since, TrackingCLVPick.picked_at <= until)
              .order_by(TrackingCLVPick.picked_at.desc(), TrackingCLVPick.id.desc()))
     return list(query.limit(limit) if limit is not None else query)
+
+
+MAX_DAYS = 3_660_000  # the whole datetime range, so the window start is always computable
 
 
 @dataclass(frozen=True)

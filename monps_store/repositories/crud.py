@@ -7,7 +7,10 @@
 
 Every field or ordering name given as a string is checked against the model; an unknown one
 raises :class:`~monps_store.errors.InvalidInput` naming it and listing the valid names, so no
-SQL is ever built from an unchecked string. Writes that bypass peewee's signals
+SQL is ever built from an unchecked string. Every value written or compared is checked
+against its column first (:mod:`monps_store.models.checks`): a wrong type, NaN, a naive
+datetime, a number too big for its column raise InvalidInput naming the field. Writes that
+bypass peewee's signals
 (``insert_many``, ``upsert_many``, ``update_where``, ``bulk_update``) fill the timestamp and
 audit columns themselves, from :mod:`monps_store.audit`.
 """
@@ -21,6 +24,7 @@ from peewee import EXCLUDED, Expression, Tuple
 from monps_store import audit
 from monps_store.database import db
 from monps_store.errors import InvalidInput, NotFound
+from monps_store.models import checks
 
 BATCH_SIZE = 1000
 
@@ -38,7 +42,12 @@ def ordering(model, order_by: str | Sequence[str] | None):
     """``"name"``/``"-name"`` (or a list of them) as peewee orderings; the pk when None."""
     if order_by is None:
         return [model._meta.primary_key]
-    names = [order_by] if isinstance(order_by, str) else list(order_by)
+    if isinstance(order_by, str):
+        names = [order_by]
+    elif isinstance(order_by, (list, tuple)):
+        names = list(order_by)
+    else:
+        raise InvalidInput(f"order_by must be a field name or a list of them, got {order_by!r}")
     result = []
     for name in names:
         descending = isinstance(name, str) and name.startswith("-")
@@ -52,15 +61,22 @@ def check_window(skip, limit):
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)
                                   or value < 0):
             raise InvalidInput(f"{name} must be a non-negative integer, got {value!r}")
+        if value is not None and value > checks.INT8[1]:  # PostgreSQL's OFFSET/LIMIT: bigint
+            raise InvalidInput(f"{name} must be at most {checks.INT8[1]}, got {value!r}")
 
 
 def _where(model, filters: dict):
-    return [field(model, name) == value for name, value in filters.items()]
+    return [field(model, name) == checks.compare(model, name, value)
+            for name, value in filters.items()]
+
+
+def _pk(model, pk):
+    return checks.compare(model, model._meta.primary_key.name, pk, allow_none=False)
 
 
 def get_by_id(model, pk):
     """The row with primary key ``pk``; NotFound names the model and the key."""
-    row = model.get_or_none(model._meta.primary_key == pk)
+    row = model.get_or_none(model._meta.primary_key == _pk(model, pk))
     if row is None:
         raise NotFound(f"{model.__name__} with {model._meta.primary_key.name}={pk!r} not found")
     return row
@@ -76,7 +92,9 @@ def get_all(model, skip: int = 0, limit: int | None = None, order_by=None) -> li
 def get_by_field(model, name: str, value, *, limit: int | None = None, order_by=None) -> list:
     """Rows whose field ``name`` equals ``value``."""
     check_window(0, limit)
-    query = model.select().where(field(model, name) == value).order_by(*ordering(model, order_by))
+    column = field(model, name)
+    query = (model.select().where(column == checks.compare(model, column.name, value))
+             .order_by(*ordering(model, order_by)))
     return list(query.limit(limit) if limit is not None else query)
 
 
@@ -113,7 +131,7 @@ def delete(instance_or_model, pk=None) -> int:
     if pk is None:
         return instance_or_model.delete_instance()
     model = instance_or_model
-    deleted = model.delete().where(model._meta.primary_key == pk).execute()
+    deleted = model.delete().where(model._meta.primary_key == _pk(model, pk)).execute()
     if not deleted:
         raise NotFound(f"{model.__name__} with {model._meta.primary_key.name}={pk!r} not found")
     return deleted
@@ -124,9 +142,12 @@ def delete(instance_or_model, pk=None) -> int:
 
 def _with_insert_audit(model, rows: Iterable[dict]):
     values = {k: v for k, v in audit.insert_values().items() if k in model._meta.fields}
-    for row in rows:
+    for number, row in enumerate(rows, start=1):
+        if not isinstance(row, dict):
+            raise InvalidInput(f"row {number}: expected a dict of field values, got "
+                               f"{type(row).__name__}")
         _check_names(model, row)
-        yield values | row
+        yield checks.row(model, values | row, complete=True, where=f"row {number}: ")
 
 
 def insert_many(model, rows: Iterable[dict], batch_size: int = BATCH_SIZE) -> int:
@@ -147,13 +168,22 @@ def upsert_many(model, rows: Iterable[dict], conflict: Sequence[str],
     ``update`` columns (default: every non-key column) and the audit columns instead.
     Rows whose values are unchanged are left alone (their audit columns too).
     Returns how many rows were inserted or changed."""
+    conflict = [conflict] if isinstance(conflict, str) else list(conflict)
     target = [field(model, name) for name in conflict]
+    if frozenset(f.name for f in target) not in unique_keys(model):
+        keys = "; ".join(", ".join(sorted(k)) for k in sorted(unique_keys(model), key=sorted))
+        raise InvalidInput(f"{model.__name__}: ({', '.join(conflict)}) is not a unique key, so "
+                           f"it cannot be an upsert's conflict target; unique keys: {keys}")
     audit_names = set(audit.insert_values())
     if update is None:
         update = [name for name in model._meta.sorted_field_names
                   if name not in conflict and name not in audit_names
                   and name != model._meta.primary_key.name]
+    update = [update] if isinstance(update, str) else list(update)
     changed = [field(model, name) for name in update]
+    if any(f is model._meta.primary_key for f in changed):  # not `in`: == builds SQL
+        raise InvalidInput(f"{model.__name__}: an upsert cannot update the primary key "
+                           f"{model._meta.primary_key.name!r}")
     refresh = {field(model, name): value for name, value in audit.update_values().items()
                if name in model._meta.fields}
     assignments = {column: getattr(EXCLUDED, column.column_name) for column in changed}
@@ -162,13 +192,34 @@ def upsert_many(model, rows: Iterable[dict], conflict: Sequence[str],
     differs = Expression(Tuple(*changed), "IS DISTINCT FROM",
                          Tuple(*[getattr(EXCLUDED, c.column_name) for c in changed]))
     total = 0
-    rows = list(_with_insert_audit(model, rows))
+    # A key repeated within the rows: the last occurrence wins (as in the odds ingest); one
+    # statement may not update the same row twice.
+    rows = list({tuple(_key_value(row.get(name)) for name in conflict): row
+                 for row in _with_insert_audit(model, rows)}.values())
     with db.atomic():
         for start in range(0, len(rows), batch_size):
-            query = (model.insert_many(rows[start:start + batch_size])
-                     .on_conflict(conflict_target=target, update=assignments, where=differs))
+            query = model.insert_many(rows[start:start + batch_size])
+            if changed:
+                query = query.on_conflict(conflict_target=target, update=assignments,
+                                          where=differs)
+            else:  # nothing to update: a conflicting row is left as it is
+                query = query.on_conflict(conflict_target=target, action="IGNORE")
             total += query.as_rowcount().execute()
     return total
+
+
+def _key_value(value):
+    return value._pk if hasattr(value, "_pk") else value
+
+
+def unique_keys(model) -> set[frozenset]:
+    """The model's unique keys, each as a set of field names (primary key included)."""
+    keys = {frozenset([model._meta.primary_key.name])}
+    keys |= {frozenset([f.name]) for f in model._meta.sorted_fields if f.unique}
+    for index in model._meta.indexes:
+        if isinstance(index, tuple) and index[1]:
+            keys.add(frozenset(index[0]))
+    return keys
 
 
 def update_where(model, changes: dict, **filters) -> int:
@@ -178,7 +229,8 @@ def update_where(model, changes: dict, **filters) -> int:
         raise InvalidInput("update_where needs at least one filter; nothing was updated")
     _check_names(model, changes)
     values = {k: v for k, v in audit.update_values().items() if k in model._meta.fields}
-    query = model.update(**(values | changes)).where(*_where(model, filters))
+    changes = checks.row(model, values | changes, complete=False)
+    query = model.update(**changes).where(*_where(model, filters))
     return query.execute()
 
 
@@ -190,8 +242,11 @@ def bulk_update(instances: Sequence, fields: Sequence[str], batch_size: int = BA
     names = list(fields)
     _check_names(model, dict.fromkeys(names))
     values = {k: v for k, v in audit.update_values().items() if k in model._meta.fields}
-    for instance in instances:
+    for number, instance in enumerate(instances, start=1):
         for name, value in values.items():
             setattr(instance, name, value)
+        instance.__data__.update(checks.row(
+            model, {name: instance.__data__.get(name) for name in names},
+            complete=False, where=f"instance {number}: "))
     with db.atomic():
         return model.bulk_update(instances, fields=names + list(values), batch_size=batch_size)

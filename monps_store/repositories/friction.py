@@ -10,7 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from monps_store.errors import NotFound
-from monps_store.models import QuantumFrictionMatrix, TeamQuantumDNA
+from monps_store.models import QuantumFrictionMatrix, TeamQuantumDNA, checks
 from monps_store.repositories import crud
 
 Friction = QuantumFrictionMatrix
@@ -22,6 +22,8 @@ def _eager(query):
 
 def get_friction(home_team: str, away_team: str, eager: bool = True) -> QuantumFrictionMatrix:
     """The friction row for the ordered pair of team names; NotFound names the pair."""
+    home_team = checks.compare(TeamQuantumDNA, "team_name", home_team, allow_none=False)
+    away_team = checks.compare(TeamQuantumDNA, "team_name", away_team, allow_none=False)
     Home, Away = TeamQuantumDNA.alias(), TeamQuantumDNA.alias()
     # The pair is found through a join on both teams anyway: when eager, the same single
     # query also fills home_team and away_team.
@@ -40,6 +42,7 @@ def get_high_friction_matches(threshold: float | Decimal = 70,
                               limit: int | None = None) -> list[QuantumFrictionMatrix]:
     """Pairs whose friction score is at least ``threshold``, highest first."""
     crud.check_window(0, limit)
+    threshold = checks.compare(Friction, "friction_score", threshold, allow_none=False)
     query = (Friction.select().where(Friction.friction_score >= threshold)
              .order_by(Friction.friction_score.desc(), Friction.id))
     return list(_eager(query.limit(limit) if limit is not None else query))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from monps_store.models import GoalscorerProfile, TeamQuantumDNA
+from monps_store.models import GoalscorerProfile, TeamQuantumDNA, checks
 from monps_store.repositories import crud, teams
 
 
@@ -16,6 +16,7 @@ def get_by_team(team_name: str) -> list[GoalscorerProfile]:
 def get_top_scorers(limit: int = 10, league: str | None = None) -> list[GoalscorerProfile]:
     """The leading scorers (goals, then expected goals), with ``team`` loaded."""
     crud.check_window(0, limit)
+    league = checks.compare(TeamQuantumDNA, "league", league)
     query = GoalscorerProfile.select(GoalscorerProfile, TeamQuantumDNA).join(TeamQuantumDNA)
     if league is not None:
         query = query.where(TeamQuantumDNA.league == league)

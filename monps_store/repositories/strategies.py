@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from peewee import fn
 
-from monps_store.models import QuantumStrategy, TeamQuantumDNA
-from monps_store.repositories import teams
+from monps_store.models import QuantumStrategy, TeamQuantumDNA, checks
+from monps_store.repositories import crud, teams
 
 
 def get_team_strategies(team_name: str, active_only: bool = True) -> list[QuantumStrategy]:
@@ -22,6 +22,9 @@ def get_best_by_market(market: str, min_sample: int = 0, limit: int = 10
                        ) -> list[QuantumStrategy]:
     """For ``market``, each team's best active strategy by ROI (ties: win rate), best first,
     with ``team`` loaded."""
+    crud.check_window(0, limit)
+    market = checks.compare(QuantumStrategy, "market", market, allow_none=False)
+    min_sample = checks.compare(QuantumStrategy, "sample_size", min_sample, allow_none=False)
     ranked = (QuantumStrategy
               .select(QuantumStrategy.id, fn.ROW_NUMBER().over(
                   partition_by=[QuantumStrategy.team],

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from monps_store.errors import InvalidInput, NotFound
-from monps_store.models import TeamQuantumDNA
+from monps_store.models import TeamQuantumDNA, checks
 from monps_store.repositories import crud
 
 
 def get_by_name(team_name: str) -> TeamQuantumDNA:
     """The team called ``team_name``; NotFound names it."""
+    team_name = checks.compare(TeamQuantumDNA, "team_name", team_name, allow_none=False)
     team = TeamQuantumDNA.get_or_none(TeamQuantumDNA.team_name == team_name)
     if team is None:
         raise NotFound(f"team {team_name!r} not found")
@@ -17,6 +18,7 @@ def get_by_name(team_name: str) -> TeamQuantumDNA:
 
 def get_by_league(league: str) -> list[TeamQuantumDNA]:
     """The league's teams, by name."""
+    league = checks.compare(TeamQuantumDNA, "league", league, allow_none=False)
     return list(TeamQuantumDNA.select().where(TeamQuantumDNA.league == league)
                 .order_by(TeamQuantumDNA.team_name))
 
@@ -30,6 +32,7 @@ def get_top_performers(limit: int = 10, by: str = "roi",
         raise InvalidInput(f"cannot rank teams by {by!r}; choose one of "
                            f"{', '.join(TeamQuantumDNA.PERFORMANCE_FIELDS)}")
     metric = crud.field(TeamQuantumDNA, by)
+    league = checks.compare(TeamQuantumDNA, "league", league)
     query = TeamQuantumDNA.select()
     if league is not None:
         query = query.where(TeamQuantumDNA.league == league)
