@@ -61,10 +61,18 @@ _TEXT = tuple(i for i, c in enumerate(COLUMNS) if c not in ("price", "commence_t
                                                             "collected_at"))
 _PRICE_AT, _TIMES_AT = COLUMNS.index("price"), (COLUMNS.index("commence_time"),
                                                 COLUMNS.index("collected_at"))
-_PRICE = re.compile(r"\d{1,7}(\.\d{1,3})?")
-_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}(:?\d{2})?)")
-# NUL cannot be stored in text; lone surrogates are what undecodable bytes become.
-_FORBIDDEN = re.compile("[\x00\udc80-\udcff]")
+# ASCII digits only: Python's \d and float() accept other scripts' digits, PostgreSQL does not.
+_PRICE = re.compile(r"[0-9]{1,7}(\.[0-9]{1,3})?")
+_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?"
+                   r"(Z|[+-][0-9]{2}(:?[0-9]{2})?)")
+# NUL cannot be stored in text; lone surrogates are what undecodable bytes become (or come
+# from an iterable); a bare CR would end the line in the COPY stream.
+_FORBIDDEN = re.compile("[\x00\r\ud800-\udfff]")
+# PostgreSQL refuses an offset of 16 hours or more; a moment within a day of the ends of
+# Python's datetime range may not read back in every session time zone (models/checks.py).
+_MAX_OFFSET = datetime.timedelta(hours=16)
+_EARLIEST = datetime.datetime(1, 1, 2, tzinfo=datetime.UTC)
+_LATEST = datetime.datetime(9999, 12, 30, 23, 59, 59, 999999, tzinfo=datetime.UTC)
 
 
 @dataclass
@@ -113,8 +121,13 @@ def validate(fields: list[str]) -> tuple:
         value = fields[i]
         if not value:
             raise _BadRow(COLUMNS[i], "is empty")
-        if _FORBIDDEN.search(value):
-            raise _BadRow(COLUMNS[i], "contains a NUL byte or bytes that are not UTF-8", value)
+        found = _FORBIDDEN.search(value)
+        if found:
+            char = found.group()
+            reason = ("contains a NUL byte" if char == "\x00" else
+                      "contains a carriage return (CR), which text fields may not hold"
+                      if char == "\r" else "contains bytes that are not UTF-8 (a lone surrogate)")
+            raise _BadRow(COLUMNS[i], reason, value)
     price = fields[_PRICE_AT]
     if not _PRICE.fullmatch(price):
         raise _BadRow("price", "is not a decimal with at most 3 decimal places", price)
@@ -130,6 +143,17 @@ def validate(fields: list[str]) -> tuple:
             moment = datetime.datetime.fromisoformat(value)
         except ValueError:
             raise _BadRow(COLUMNS[i], "is not a valid date and time", value) from None
+        if abs(moment.utcoffset()) >= _MAX_OFFSET:
+            raise _BadRow(COLUMNS[i], "has a UTC offset PostgreSQL refuses (16 hours or more)",
+                          value)
+        if moment.year in (1, 9999):  # only there can the UTC moment leave the range
+            try:
+                utc = moment.astimezone(datetime.UTC)
+            except OverflowError:
+                utc = None
+            if utc is None or not _EARLIEST <= utc <= _LATEST:
+                raise _BadRow(COLUMNS[i], "is outside 0001-01-02 .. 9999-12-30 UTC, the range "
+                              "that reads back as a Python datetime in any time zone", value)
     # collected_at is checked last: `moment` is its parsed value.
     return fields[0], fields[4], fields[5], fields[6], moment
 
@@ -137,14 +161,27 @@ def validate(fields: list[str]) -> tuple:
 def _as_text(column: str, value) -> str:
     if value is None:
         return ""
-    if isinstance(value, datetime.datetime):
-        if value.tzinfo is None:
-            raise _BadRow(column, "has no time zone", value.isoformat())
-        return value.isoformat()
-    if isinstance(value, float):  # NaN, inf and binary noise must not slip through
-        return repr(value)
-    if isinstance(value, (str, int, Decimal)):
-        return str(value)
+    if isinstance(value, str):
+        return value
+    if column == "price":
+        if isinstance(value, float):  # NaN, inf and binary noise must not slip through
+            return repr(value)
+        if isinstance(value, Decimal) and value.is_finite():
+            # Decimal("2.1000") and Decimal("2E+1") are exact prices too.
+            with contextlib.suppress(ArithmeticError):
+                rounded = value.quantize(Decimal("0.001"))
+                if rounded == value:
+                    return format(rounded, "f")
+            return format(value, "f")
+        if isinstance(value, (int, Decimal)) and not isinstance(value, bool):
+            return str(value)
+    elif column in ("commence_time", "collected_at"):
+        if isinstance(value, datetime.datetime):
+            if value.utcoffset() is None:
+                raise _BadRow(column, "has no time zone", value.isoformat())
+            return value.isoformat()
+    else:
+        raise _BadRow(column, f"must be text (str), got {type(value).__name__}", value)
     raise _BadRow(column, f"has an unsupported type {type(value).__name__}", value)
 
 
@@ -153,7 +190,12 @@ def _rows_from_csv(stream, name: str):
     reader = csv.reader(stream, strict=True)
     try:
         header = next(reader, None)
-    except (csv.Error, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:  # a stream opened with strict decoding
+        raise errors.InvalidInput(
+            f"{name}: not valid UTF-8 at byte {exc.start} ({exc.reason}), in the header row or "
+            "the first lines read with it; pass the file's path to have the line and column "
+            "named") from None
+    except csv.Error as exc:
         raise errors.InvalidInput(f"{name}: cannot read the header row: {exc}") from None
     if not header:
         raise errors.InvalidInput(f"{name}: the file is empty (a header row is required)")
@@ -175,6 +217,10 @@ def _rows_from_csv(stream, name: str):
             fields = next(reader)
         except StopIteration:
             return
+        except UnicodeDecodeError as exc:  # a stream opened with strict decoding
+            raise errors.InvalidInput(
+                f"{name}: not valid UTF-8 after line {reader.line_num} ({exc.reason}); pass "
+                "the file's path to have the line and column named") from None
         except csv.Error as exc:
             yield reader.line_num, _BadRow(None, f"malformed CSV: {exc}")
             continue
@@ -187,8 +233,16 @@ def _rows_from_csv(stream, name: str):
 
 
 def _rows_from_iterable(rows: Iterable[Mapping]):
+    try:
+        rows = iter(rows)
+    except TypeError:
+        raise errors.InvalidInput(f"cannot ingest a {type(rows).__name__}: pass a CSV path, a "
+                                  "text file object or an iterable of dicts") from None
     for line, row in enumerate(rows, start=1):
         try:
+            if not isinstance(row, Mapping):
+                raise _BadRow(None, f"expected a mapping of column to value, got "
+                                    f"{type(row).__name__}")
             extra = set(row) - set(COLUMNS)
             if extra:
                 raise _BadRow(None, f"unknown field(s) {', '.join(sorted(map(str, extra)))}")
