@@ -26,7 +26,7 @@ def cli(*args, env=None, cwd=None):
                           text=True, env=base | (env or {}), cwd=cwd, timeout=120)
 
 
-def test_check_reports_server_settings_and_pool_and_exits_zero(pg, tmp_path):
+def test_check_reports_server_settings_and_pool_and_exits_zero(pg, tables, tmp_path):
     result = cli("check", env={"DATABASE_URL": pg.url}, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("connection  ok")
@@ -34,7 +34,7 @@ def test_check_reports_server_settings_and_pool_and_exits_zero(pg, tmp_path):
     assert "max_connections=15" in result.stdout
 
 
-def test_check_json_is_one_document(pg, tmp_path):
+def test_check_json_is_one_document(pg, tables, tmp_path):
     result = cli("check", "--json", env={"DATABASE_URL": pg.url, "DB_POOL_SIZE": "2"}, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -62,7 +62,7 @@ def test_a_configuration_error_exits_two_and_names_every_variable(tmp_path):
         assert f"  - {var}:" in result.stderr
 
 
-def test_the_cli_reads_a_dotenv_in_the_working_directory(pg, tmp_path):
+def test_the_cli_reads_a_dotenv_in_the_working_directory(pg, tables, tmp_path):
     (tmp_path / ".env").write_text(f"DATABASE_URL={pg.url}\nDB_APPLICATION_NAME=from-dotenv\n")
     result = cli("check", "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -108,7 +108,7 @@ def test_embedded_without_pgserver_says_what_to_install(tmp_path):
     (["-vv", "check"], {"DB_ECHO": "true"}, 0),
     (["check"], {"DB_POOL_SIZE": "zero"}, 2),
 ])
-def test_a_canary_password_never_reaches_cli_output_or_logs(pg, tmp_path, args, env, code):
+def test_a_canary_password_never_reaches_cli_output_or_logs(pg, tables, tmp_path, args, env, code):
     result = cli(*args, env={"DATABASE_URL": with_password(pg.url)} | env, cwd=tmp_path)
     assert result.returncode == code, result.stderr
     assert result.stdout or result.stderr
