@@ -248,22 +248,25 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file=".env") -> 
     Raises ConfigError naming every missing or invalid variable at once.
     """
     # environs pulls in marshmallow (~0.2 s): imported here, never at package import.
+    from dotenv import dotenv_values
     from environs import Env
 
     source = os.environ if environ is None else environ
+    # Values are taken literally: no ${NAME} expansion, which would silently change a password
+    # containing "${" (python-dotenv expands even inside single quotes).
+    from_file = (dotenv_values(env_file, interpolate=False)
+                 if env_file is not None and os.path.isfile(env_file) else {})
 
     class _Env(Env):
         def _get_value(self, env_key, default):
             value = source.get(env_key)
             if value is None:
-                value = self._environ.get(env_key)
+                value = from_file.get(env_key)
             if value is None or (env_key in _BLANK_IS_UNSET and not value.strip()):
                 return default
             return value
 
     env = _Env(eager=False)
-    if env_file is not None and os.path.isfile(env_file):
-        env.read_env(env_file, recurse=False)
 
     values = {
         "host": env.str("DB_HOST", "localhost"),

@@ -89,6 +89,15 @@ def test_dotenv_fills_what_the_environment_does_not_set(tmp_path):
     assert "DB_USER" not in os.environ  # the file is read, not exported
 
 
+def test_dotenv_values_are_literal_so_a_password_with_dollar_braces_is_not_changed(tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text("DB_USER=u\nDB_NAME=n\nDB_PASSWORD='pa$$ #w${HOME}'\n"
+                        "DB_APPLICATION_NAME=app-${DB_USER}\n")
+    settings = load({"HOME": "/root"}, env_file=str(env_file))
+    assert settings.password.reveal() == "pa$$ #w${HOME}"
+    assert settings.application_name == "app-${DB_USER}"
+
+
 def test_the_password_never_shows_in_repr_str_or_describe():
     settings = load(PARTS | {"MIGRATION_DATABASE_URL": f"postgresql://owner:{CANARY}@h/db"})
     for text in (repr(settings), str(settings), f"{settings.password}", str(settings.describe()),
