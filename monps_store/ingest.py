@@ -48,6 +48,7 @@ import psycopg2
 
 from monps_store import audit, errors
 from monps_store.database import advisory_lock_key, connection, db
+from monps_store.models import checks
 
 logger = logging.getLogger(__name__)
 
@@ -68,11 +69,6 @@ _TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\
 # NUL cannot be stored in text; lone surrogates are what undecodable bytes become (or come
 # from an iterable); a bare CR would end the line in the COPY stream.
 _FORBIDDEN = re.compile("[\x00\r\ud800-\udfff]")
-# PostgreSQL refuses an offset of 16 hours or more; a moment within a day of the ends of
-# Python's datetime range may not read back in every session time zone (models/checks.py).
-_MAX_OFFSET = datetime.timedelta(hours=16)
-_EARLIEST = datetime.datetime(1, 1, 2, tzinfo=datetime.UTC)
-_LATEST = datetime.datetime(9999, 12, 30, 23, 59, 59, 999999, tzinfo=datetime.UTC)
 
 
 @dataclass
@@ -143,7 +139,7 @@ def validate(fields: list[str]) -> tuple:
             moment = datetime.datetime.fromisoformat(value)
         except ValueError:
             raise _BadRow(COLUMNS[i], "is not a valid date and time", value) from None
-        if abs(moment.utcoffset()) >= _MAX_OFFSET:
+        if abs(moment.utcoffset()) >= checks.MAX_OFFSET:
             raise _BadRow(COLUMNS[i], "has a UTC offset PostgreSQL refuses (16 hours or more)",
                           value)
         if moment.year in (1, 9999):  # only there can the UTC moment leave the range
@@ -151,7 +147,7 @@ def validate(fields: list[str]) -> tuple:
                 utc = moment.astimezone(datetime.UTC)
             except OverflowError:
                 utc = None
-            if utc is None or not _EARLIEST <= utc <= _LATEST:
+            if utc is None or not checks.EARLIEST <= utc <= checks.LATEST:
                 raise _BadRow(COLUMNS[i], "is outside 0001-01-02 .. 9999-12-30 UTC, the range "
                               "that reads back as a Python datetime in any time zone", value)
     # collected_at is checked last: `moment` is its parsed value.
