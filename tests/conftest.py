@@ -11,6 +11,7 @@ connection scopes and transactions, runs threads or starts other processes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -83,24 +84,32 @@ def _create_test_database(url: str) -> str:
     return base.rsplit("/", 1)[0] + "/monps_test" + (f"?{query}" if query else "")
 
 
+@contextlib.contextmanager
+def throwaway_server(prefix: str):
+    """An embedded server (pgserver) of its own in a new temporary directory; stopped and
+    deleted when the block ends."""
+    from monps_store import embedded
+
+    pgserver = embedded._pgserver()
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        srv = pgserver.get_server(tmp / "pgdata", cleanup_mode="stop")
+    try:
+        yield srv
+    finally:
+        srv.cleanup()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def pg():
     url = os.environ.get("MONPS_TEST_DATABASE_URL")
     if url:
         yield Server(url)
         return
-    from monps_store import embedded
-
-    pgserver = embedded._pgserver()
-    tmp = Path(tempfile.mkdtemp(prefix="monps-test-"))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        srv = pgserver.get_server(tmp / "pgdata", cleanup_mode="stop")
-    try:
+    with throwaway_server("monps-test-") as srv:
         yield Server(_create_test_database(srv.get_uri()), srv)
-    finally:
-        srv.cleanup()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -24,11 +24,9 @@ import secrets
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import traceback
-import warnings
 from pathlib import Path
 from urllib.parse import quote, quote_plus
 
@@ -36,7 +34,8 @@ import psycopg2
 import pytest
 
 import monps_store
-from monps_store import config, embedded, errors, migrate
+from monps_store import config, errors, migrate
+from tests.conftest import throwaway_server
 
 TOKEN = "cnry" + secrets.token_hex(6)
 # Characters a URL must percent-encode, so the encoded form differs from the raw one.
@@ -540,12 +539,7 @@ def test_the_python_api_never_shows_the_password_in_logs_reprs_or_errors(pg, db,
 def scram_server():
     """A server of this module's own whose pg_hba requires scram-sha-256 for one role with the
     WEIRD password; stopped and deleted afterwards."""
-    pgserver = embedded._pgserver()
-    directory = Path(tempfile.mkdtemp(prefix="monps-scram-"))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        srv = pgserver.get_server(directory / "pgdata", cleanup_mode="stop")
-    try:
+    with throwaway_server("monps-scram-") as srv:
         admin_url = srv.get_uri()
         role = "monps_scram_" + secrets.token_hex(3)
         conn = psycopg2.connect(**config.from_url(admin_url).connect_params())
@@ -557,9 +551,6 @@ def scram_server():
             cur.execute("SELECT pg_reload_conf()")
         conn.close()
         yield admin_url, role
-    finally:
-        srv.cleanup()
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def test_a_wrong_password_fails_in_one_line_that_does_not_show_it(scram_server, tmp_path,
