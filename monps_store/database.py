@@ -258,35 +258,34 @@ class MonpsDatabase(PooledPostgresqlDatabase):
     def _execute_cursor(self, sql, params, **cursor_options):
         try:
             return super()._execute_cursor(sql, params, **cursor_options)
-        except (peewee.DataError, ValueError) as exc:
-            self._raise_invalid(exc)
-            raise
-        except (peewee.OperationalError, peewee.InterfaceError) as exc:
+        except (peewee.OperationalError, peewee.InterfaceError, peewee.DataError,
+                ValueError) as exc:
             self.raise_translated(exc)
             raise
 
     def raise_translated(self, exc: BaseException) -> None:
         """Raise the package's own error for the driver (or peewee) error ``exc`` when it has
-        one: :class:`~errors.ConnectionLost`, :class:`~errors.StatementTimeout`. Returns
-        otherwise, and the caller re-raises ``exc``. Code that runs raw cursors (COPY) calls it
-        too, since peewee never sees their errors."""
+        one, and return otherwise (the caller re-raises ``exc``):
+
+        - a dead connection: :class:`~errors.ConnectionLost`;
+        - a statement timeout (57014): :class:`~errors.StatementTimeout`;
+        - a value the server refused (SQLSTATE class 22: overflow, bad syntax for the type,
+          invalid JSON or date) or psycopg2 could not send (NUL, lone surrogates):
+          :class:`~errors.InvalidInput`.
+
+        Code that runs raw cursors (COPY) calls it too, since peewee never sees their errors.
+        The transaction, if any, is rolled back by whoever opened it."""
         if self._lost(exc):
             self._raise_lost(exc)
         orig = getattr(exc, "orig", None) or exc
-        if getattr(orig, "pgcode", None) == "57014" and "statement timeout" in str(orig):
+        code = getattr(orig, "pgcode", None) or ""
+        if code == "57014" and "statement timeout" in str(orig):
             limit = self.settings.statement_timeout if self.settings else 0
             after = f"after DB_STATEMENT_TIMEOUT={limit} ms" if limit else "by statement_timeout"
             raise errors.StatementTimeout(
                 f"statement cancelled {after}; the open transaction, if any, is rolled back. "
                 "Make the statement cheaper or raise the timeout."
             ) from exc
-
-    def _raise_invalid(self, exc: BaseException) -> None:
-        """A value the server refused (SQLSTATE class 22: overflow, bad syntax for the type,
-        invalid JSON or date) or psycopg2 could not send (NUL, lone surrogates) becomes
-        InvalidInput; the transaction, if any, is rolled back by whoever opened it."""
-        orig = getattr(exc, "orig", None) or exc
-        code = getattr(orig, "pgcode", None) or ""
         if code.startswith("22"):
             raise errors.InvalidInput(
                 f"the database rejected a value: {_first_line(orig)} (SQLSTATE {code}); "

@@ -417,7 +417,8 @@ def _load(producer: _Producer, progress) -> IngestReport:
 @contextlib.contextmanager
 def _raw_cursor_errors_translated():
     """Peewee never sees a raw cursor's errors: translate them as it would (a dead
-    connection becomes ConnectionLost, a timeout StatementTimeout)."""
+    connection becomes ConnectionLost, a timeout StatementTimeout, a refused value
+    InvalidInput)."""
     try:
         yield
     except psycopg2.Error as exc:

@@ -29,19 +29,15 @@ def get_recent_picks(days: float = 7, limit: int | None = 100,
         raise InvalidInput(f"days must be a number, got {days!r}")
     if days < 0:
         raise InvalidInput(f"days must not be negative, got {days!r}")
-    days = min(days, MAX_DAYS)  # more than the whole datetime range: everything up to now
     until = checks.compare(TrackingCLVPick, "picked_at", now) or audit.now()
     try:
         since = until - datetime.timedelta(days=days)
-    except OverflowError:
+    except OverflowError:  # a window longer than the datetime range: everything up to `until`
         since = checks.EARLIEST
     query = (TrackingCLVPick.select()
              .where(TrackingCLVPick.picked_at >= since, TrackingCLVPick.picked_at <= until)
              .order_by(TrackingCLVPick.picked_at.desc(), TrackingCLVPick.id.desc()))
     return list(query.limit(limit) if limit is not None else query)
-
-
-MAX_DAYS = 3_660_000  # the whole datetime range, so the window start is always computable
 
 
 @dataclass(frozen=True)
