@@ -222,7 +222,7 @@ def parse_url(url: str, variable: str = "url") -> dict:
     return fields
 
 
-def _check_libpq_parameter(key: str, variable: str) -> None:
+def _check_libpq_parameter(key: str, variable: str, where: str = " in the query string") -> None:
     """Refuse a query parameter libpq does not know (a typo such as ``pass=`` would otherwise
     fail at connect time, and its value might be the password). Asks libpq itself."""
     from psycopg2 import ProgrammingError
@@ -231,9 +231,53 @@ def _check_libpq_parameter(key: str, variable: str) -> None:
     try:
         parse_dsn(make_dsn(**{key: "x"}))
     except (ProgrammingError, TypeError):
-        raise ConfigError([f"{variable}: unknown connection parameter {key[:40]!r} in the query "
-                           "string (libpq's parameter names: host, port, dbname, user, "
+        raise ConfigError([f"{variable}: unknown connection parameter {key[:40]!r}{where} "
+                           "(libpq's parameter names: host, port, dbname, user, "
                            "password, sslmode, ...)"]) from None
+
+
+def from_init_params(database: str, **params) -> Settings:
+    """Settings for peewee's ``db.init(database, **params)``, read as
+    ``PooledPostgresqlDatabase(database, **params)`` reads them: ``database`` is a name or a
+    ``postgresql://`` URL, other keywords are libpq's (``host``, ``user``, ``password``,
+    ``sslmode``, ...) and the pool takes ``max_connections`` (default 20, every one kept
+    idle), ``stale_timeout`` (default none) and ``timeout`` (default None: fail at once;
+    0: wait forever). Reads no environment."""
+    where = " given to db.init()"
+    params = dict(params)
+    if database.startswith(tuple(f"{scheme}://" for scheme in URL_SCHEMES)):
+        values = parse_url(database, "db.init() database URL")
+    else:
+        values = {"database": database}
+    max_connections = params.pop("max_connections", 20)
+    if not max_connections:
+        raise ConfigError(["max_connections: the pool needs a limit (peewee's None or 0 "
+                           "means unlimited, which monps_store does not offer)"])
+    stale_timeout = params.pop("stale_timeout", None)
+    timeout = params.pop("timeout", None)
+    values |= {
+        "source": "db.init()",
+        "pool_size": int(max_connections),
+        "max_overflow": 0,
+        "pool_recycle": int(stale_timeout or 0),
+        # peewee: None fails at once (monps_store's 0), 0 waits forever.
+        "pool_timeout": 0.0 if timeout is None else float(timeout) or float("inf"),
+    }
+    for key in ("host", "user", "application_name"):
+        if key in params:
+            values[key] = params.pop(key)
+    for key in ("port", "connect_timeout"):
+        if key in params:
+            values[key] = int(params.pop(key))
+    password = params.pop("password", None)
+    if password:
+        values["password"] = Secret(str(password))
+    extra = list(values.get("params", ()))
+    for key, value in params.items():
+        _check_libpq_parameter(key, key, where)
+        extra.append((key, Secret(str(value)) if key in _SECRET_PARAMS else str(value)))
+    values["params"] = tuple(extra)
+    return Settings(**values)
 
 
 def from_url(url: str, **overrides) -> Settings:

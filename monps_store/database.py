@@ -25,6 +25,8 @@ import logging
 import threading
 
 import peewee
+import psycopg2
+import psycopg2.extensions
 from playhouse.pool import MaxConnectionsExceeded, PooledPostgresqlDatabase
 
 from monps_store import config, errors
@@ -67,6 +69,13 @@ class _LocalState(_State, threading.local):
     pass
 
 
+# The typecasters psycopg2 itself reads these types with (the module's objects, which a
+# global register_type() by legacy code does not replace), for every cursor the models use.
+_TYPECASTERS = tuple(getattr(psycopg2.extensions, name) for name in (
+    "BOOLEAN", "INTEGER", "LONGINTEGER", "FLOAT", "DECIMAL", "UNICODE", "JSON", "JSONB",
+    "PYDATE", "PYTIME", "PYDATETIME", "PYDATETIMETZ", "PYINTERVAL"))
+
+
 class _Savepoint(peewee._savepoint):
     def rollback(self, begin=True):
         # The server ended the whole transaction with the session: nothing to roll back to.
@@ -75,16 +84,24 @@ class _Savepoint(peewee._savepoint):
 
 
 class MonpsDatabase(PooledPostgresqlDatabase):
-    """``PooledPostgresqlDatabase`` with dead-connection handling, pool figures and logging."""
+    """``PooledPostgresqlDatabase`` with dead-connection handling, pool figures and logging.
 
-    def __init__(self, database=None, **kwargs):
-        super().__init__(database, **kwargs)
-        self._state = _LocalState()
+    Configure it with :func:`init_db` or, in peewee's deferred-initialisation idiom, with
+    ``db.init(name, **params)`` (see :meth:`init`).
+    """
+
+    def __init__(self, database=None, *, thread_safe=True, autoconnect=True, field_types=None,
+                 operations=None, **params):
         self.settings: config.Settings | None = None
         self._pool_size = 0
         self._echo = False
         self._open_keys = set()  # every connection this pool has opened and not yet closed
         self._reset_figures()
+        super().__init__(None, thread_safe=thread_safe, autoconnect=autoconnect,
+                         field_types=field_types, operations=operations)
+        self._state = _LocalState() if thread_safe else _State()
+        if database is not None:
+            self.init(database, **params)
 
     def _reset_figures(self):
         self._saturated = False
@@ -94,6 +111,23 @@ class MonpsDatabase(PooledPostgresqlDatabase):
         )
 
     # -- configuration -------------------------------------------------------------------
+
+    def init(self, database, **params):
+        """Peewee's deferred initialisation: ``db.init("monps", host=..., user=...,
+        password=..., max_connections=20, stale_timeout=300, timeout=10)``.
+
+        Takes what ``PooledPostgresqlDatabase(database, **params)`` takes, with peewee's
+        meaning and defaults (every connection kept idle, ``timeout=None`` fails at once,
+        ``timeout=0`` waits forever), and configures the database completely, as
+        :func:`init_db` does; ``database`` may also be a ``postgresql://`` URL.
+        ``db.init(None)`` closes every connection and leaves the database unconfigured."""
+        if database is None:
+            if self.settings is not None:
+                self.close_all()
+            super().init(None)
+            self.settings = None
+            return
+        self.configure(config.from_init_params(database, **params))
 
     def configure(self, settings: config.Settings) -> None:
         """(Re)bind to ``settings``: every pooled connection of the old configuration is closed."""
@@ -105,7 +139,7 @@ class MonpsDatabase(PooledPostgresqlDatabase):
         # never keeps a stale password or host.
         self.connect_params = {}
         self.server_version = None
-        self.init(
+        super().init(
             settings.database or "",
             max_connections=settings.max_connections,
             stale_timeout=settings.pool_recycle or None,
@@ -125,12 +159,11 @@ class MonpsDatabase(PooledPostgresqlDatabase):
 
     def connect(self, reuse_if_open=False):
         if self.deferred:
-            raise errors.MonpsStoreError(
+            raise errors.NotInitialised(
                 "monps_store is not initialised: call monps_store.init_db() first"
             )
         try:
             return super().connect(reuse_if_open)
-
         except MaxConnectionsExceeded:
             with self._pool_lock:
                 self._stats["exhausted"] += 1
@@ -140,14 +173,17 @@ class MonpsDatabase(PooledPostgresqlDatabase):
                 f"(DB_POOL_SIZE={settings.pool_size} + DB_MAX_OVERFLOW={settings.max_overflow}), "
                 f"none came free within DB_POOL_TIMEOUT={settings.pool_timeout:g}s"
             ) from None
-        except peewee.OperationalError as exc:
-            raise errors.ConnectFailed(
-                f"cannot connect to {self.settings.display_url}: {_first_line(exc)}"
-            ) from exc
 
     def _connect(self):
         with self._pool_lock:
-            conn = super()._connect()
+            try:
+                conn = super()._connect()
+            except psycopg2.OperationalError as exc:
+                # Only a failure to open a connection is ConnectFailed; peewee's own
+                # "Connection already opened." stays its OperationalError (a programming error).
+                raise errors.ConnectFailed(
+                    f"cannot connect to {self.settings.display_url}: {_first_line(exc)}"
+                ) from exc
             key = self.conn_key(conn)
             if key not in self._open_keys:
                 self._open_keys.add(key)
@@ -245,6 +281,10 @@ class MonpsDatabase(PooledPostgresqlDatabase):
         ) from exc
 
     def cursor(self, named_cursor=None):
+        """A plain psycopg2 cursor on this thread's connection, reading values with psycopg2's
+        own typecasters: whatever cursor factory the connection carries (a lent legacy
+        connection made with ``RealDictCursor``, a ``LoggingConnection``) and whatever
+        typecasters legacy code registered globally, models get the values they stored."""
         if self._state.lost:
             if self.in_transaction():
                 raise errors.ConnectionLost(
@@ -252,12 +292,31 @@ class MonpsDatabase(PooledPostgresqlDatabase):
                     "leave the transaction and retry the unit of work"
                 )
             logger.info("reconnecting after a lost connection")
+            self._reconnect()
+        if self.is_closed():
+            if not self.autoconnect:
+                raise peewee.InterfaceError("Error, database connection not opened.")
+            self.connect()
+        cursor = self._state.conn.cursor(cursor_factory=psycopg2.extensions.cursor)
+        for typecaster in _TYPECASTERS:  # cursor scope: the connection's own are untouched
+            psycopg2.extensions.register_type(typecaster, cursor)
+        return cursor
+
+    def _reconnect(self):
+        # peewee's close() forgets the thread's open connection contexts together with the
+        # connection; keep them, so that each scope still returns what it took.
+        contexts = self._state.ctx
+        try:
             self.close()  # returns nothing to the pool: _close sees the dead connection
-        return super().cursor(named_cursor)
+            self.connect()
+        finally:
+            self._state.ctx = contexts
 
     def _execute_cursor(self, sql, params, **cursor_options):
         try:
             return super()._execute_cursor(sql, params, **cursor_options)
+        except errors.MonpsStoreError:
+            raise  # already the package's own (a lost connection noticed before sending)
         except (peewee.OperationalError, peewee.InterfaceError, peewee.DataError,
                 ValueError) as exc:
             self.raise_translated(exc)
@@ -271,7 +330,7 @@ class MonpsDatabase(PooledPostgresqlDatabase):
         - a statement timeout (57014): :class:`~errors.StatementTimeout`;
         - a value the server refused (SQLSTATE class 22: overflow, bad syntax for the type,
           invalid JSON or date) or psycopg2 could not send (NUL, lone surrogates):
-          :class:`~errors.InvalidInput`.
+          :class:`~errors.InvalidValue` (a ``peewee.DataError``).
 
         Code that runs raw cursors (COPY) calls it too, since peewee never sees their errors.
         The transaction, if any, is rolled back by whoever opened it."""
@@ -283,22 +342,25 @@ class MonpsDatabase(PooledPostgresqlDatabase):
             limit = self.settings.statement_timeout if self.settings else 0
             after = f"after DB_STATEMENT_TIMEOUT={limit} ms" if limit else "by statement_timeout"
             raise errors.StatementTimeout(
-                f"statement cancelled {after}; the open transaction, if any, is rolled back. "
+                f"statement cancelled {after} ({_first_line(orig)}); the open transaction, "
+                "if any, is rolled back. "
                 "Make the statement cheaper or raise the timeout."
             ) from exc
         if code.startswith("22"):
-            raise errors.InvalidInput(
+            raise errors.InvalidValue(
                 f"the database rejected a value: {_first_line(orig)} (SQLSTATE {code}); "
                 "nothing was written by this statement") from exc
         if isinstance(exc, UnicodeEncodeError) or (
                 isinstance(exc, ValueError) and "NUL (0x00)" in str(exc)):
-            raise errors.InvalidInput(
+            raise errors.InvalidValue(
                 f"a text value cannot be sent to PostgreSQL: {exc} (NUL characters and lone "
                 "surrogates cannot be stored); nothing was written by this statement") from exc
 
     def begin(self, *args, **kwargs):
         try:
             return super().begin(*args, **kwargs)
+        except errors.MonpsStoreError:
+            raise
         except (peewee.OperationalError, peewee.InterfaceError) as exc:
             if self._lost(exc):
                 self._raise_lost(exc)
@@ -309,6 +371,8 @@ class MonpsDatabase(PooledPostgresqlDatabase):
             raise errors.ConnectionLost("cannot commit: the database connection was lost")
         try:
             return super().commit()
+        except errors.MonpsStoreError:
+            raise
         except (peewee.OperationalError, peewee.InterfaceError) as exc:
             if self._lost(exc):
                 self._raise_lost(exc)
@@ -319,6 +383,8 @@ class MonpsDatabase(PooledPostgresqlDatabase):
             return  # the server rolled back when the session ended
         try:
             return super().rollback()
+        except errors.MonpsStoreError:
+            raise
         except (peewee.OperationalError, peewee.InterfaceError) as exc:
             if self._lost(exc):
                 return
@@ -363,7 +429,10 @@ class connection:
     """A pooled connection for the scope, returned to the pool however the scope ends.
 
     Scopes nest: only the outermost one opens and returns the connection, so a function may
-    open its own scope whether or not its caller already has one.
+    open its own scope whether or not its caller already has one. An open scope is recorded
+    on the thread's peewee context stack (``db._state.ctx``), beside peewee's own
+    ``connection_context()``, so the legacy bridge can tell a scope from a connection that
+    peewee merely autoconnected.
     """
 
     __slots__ = ("_opened",)
@@ -372,9 +441,13 @@ class connection:
         self._opened = db.is_closed()
         if self._opened:
             db.connect()
+        db._state.ctx.append(self)
         return db
 
     def __exit__(self, exc_type, exc, tb):
+        contexts = db._state.ctx
+        if self in contexts:  # gone if code inside closed the connection itself
+            contexts.remove(self)
         if self._opened and not db.is_closed():
             db.close()
 

@@ -4,7 +4,17 @@ Every one derives from :class:`MonpsStoreError`, so a caller can catch the packa
 failures in one place and let anything else (a bug, an unexpected database error) through.
 Database errors that are not translated here reach the caller as peewee's exceptions, with the
 driver's error chained.
+
+Where a plain peewee ``PooledPostgresqlDatabase`` raises a peewee exception for the same
+situation, the package's error is also that exception, so code written against Peewee keeps
+catching it: a lost connection, a failed connect and a statement timeout are
+``peewee.OperationalError``; a value the column cannot hold is ``peewee.DataError``; an
+exhausted pool is ``playhouse.pool.MaxConnectionsExceeded``; using the database before
+``init_db()`` is ``peewee.InterfaceError``.
 """
+
+import peewee
+from playhouse.pool import MaxConnectionsExceeded
 
 
 class MonpsStoreError(Exception):
@@ -39,7 +49,17 @@ class InvalidInput(MonpsStoreError, ValueError):
     """Input rejected before it reached the database; the message names the input."""
 
 
-class ConnectionLost(MonpsStoreError):
+class InvalidValue(InvalidInput, peewee.DataError):
+    """A value its column cannot hold: refused by the model checks before it was sent, or by
+    the server (SQLSTATE class 22, chained as ``__cause__``). Nothing was written. Also a
+    ``peewee.DataError``, which is what peewee raises when the server refuses a value."""
+
+
+class NotInitialised(MonpsStoreError, peewee.InterfaceError):
+    """The database was used before :func:`monps_store.init_db` configured it."""
+
+
+class ConnectionLost(MonpsStoreError, peewee.OperationalError):
     """The database connection was lost (or could not be opened).
 
     Raised whichever of the driver's OperationalError or InterfaceError reported it; the
@@ -53,7 +73,7 @@ class ConnectFailed(ConnectionLost):
     """A new connection could not be opened (server down, refused, or authentication failed)."""
 
 
-class StatementTimeout(MonpsStoreError):
+class StatementTimeout(MonpsStoreError, peewee.OperationalError):
     """A statement ran past the statement timeout and the server cancelled it.
 
     The transaction it ran in is aborted: leaving the transaction block rolls it back. Not
@@ -61,8 +81,9 @@ class StatementTimeout(MonpsStoreError):
     """
 
 
-class PoolExhausted(MonpsStoreError):
-    """Every pooled connection stayed in use for the whole wait timeout."""
+class PoolExhausted(MonpsStoreError, MaxConnectionsExceeded):
+    """Every pooled connection stayed in use for the whole wait timeout (or, with no wait
+    timeout, at once)."""
 
 
 class LegacyConnectionError(MonpsStoreError):

@@ -2,7 +2,7 @@
 
     from monps_store.models import checks
     checks.write(Odds, "price", "2.5")      # Decimal('2.5')
-    checks.write(Odds, "price", "NaN")      # InvalidInput: Odds.price must be a finite number ...
+    checks.write(Odds, "price", "NaN")      # InvalidValue: Odds.price must be a finite number ...
 
 Checked in Python so that the error names the model, the field and the value, and so that
 nothing is stored differently from what the caller passed. Left to the database and peewee,
@@ -41,7 +41,7 @@ from peewee import (
 )
 from playhouse.postgres_ext import DateTimeTZField
 
-from monps_store.errors import InvalidInput
+from monps_store.errors import InvalidInput, InvalidValue
 
 UTC = datetime.UTC
 INT4 = (-2**31, 2**31 - 1)
@@ -201,8 +201,8 @@ def _check(field, value, bounded):
     return value  # a field type without checks of its own
 
 
-def _fail(model, name, problem, value):
-    return InvalidInput(f"{model.__name__}.{name} {problem} (value {short(value)})")
+def _fail(model, name, problem, value, error=InvalidValue):
+    return error(f"{model.__name__}.{name} {problem} (value {short(value)})")
 
 
 def write(model, name: str, value):
@@ -213,7 +213,8 @@ def write(model, name: str, value):
     if value is None:
         if field.null or field.primary_key:
             return None
-        raise _fail(model, name, "is required (NOT NULL)", value)
+        # A missing value, not a bad one: plain InvalidInput (peewee would raise IntegrityError).
+        raise _fail(model, name, "is required (NOT NULL)", value, InvalidInput)
     try:
         return _check(field, value, bounded=True)
     except _Bad as bad:
@@ -227,7 +228,7 @@ def compare(model, name: str, value, *, allow_none: bool = True):
     if value is None:
         if allow_none:
             return None
-        raise _fail(model, name, "must not be None", value)
+        raise _fail(model, name, "must not be None", value, InvalidInput)
     try:
         return _check(model._meta.fields[name], value, bounded=False)
     except _Bad as bad:
@@ -255,5 +256,5 @@ def row(model, data: dict, *, complete: bool, where: str = "") -> dict:
     except InvalidInput as exc:
         if not where:
             raise
-        raise InvalidInput(f"{where}{exc}") from None
+        raise type(exc)(f"{where}{exc}") from None
     return cleaned
