@@ -43,6 +43,11 @@ class _LegacyTransaction:
     connection."""
 
 
+class _Lent:
+    """Stands on peewee's connection-context stack while a connection is lent, so that no
+    scope opened inside (``connection()``, ``connection_context()``, ``with db:``) closes it."""
+
+
 def _check_lendable(conn) -> None:
     if not isinstance(conn, psycopg2.extensions.connection):
         raise errors.LegacyConnectionError(
@@ -66,18 +71,25 @@ def _check_lendable(conn) -> None:
 def use_connection(conn):
     """Run monps_store on the legacy psycopg2 connection ``conn``, inside its transaction.
 
-    The connection is never committed, rolled back, closed or pooled by monps_store; the pool
-    is not touched. Applies to the current thread only.
+    The connection is never committed, rolled back, closed or pooled by monps_store, and
+    its cursor factory, typecasters and session are left as they were: monps_store runs its
+    queries on plain cursors of its own. A connection that an earlier call outside any scope
+    left open on this thread goes back to the pool first. Applies to the current thread only.
     """
     _check_lendable(conn)
     state = db._state
-    if not state.closed or state.transactions:
+    if state.ctx or state.transactions:
         raise errors.LegacyConnectionError(
-            "use_connection() inside an open monps_store connection scope on this thread: "
-            "lend the connection before opening scopes, not inside one")
+            "use_connection() inside an open monps_store connection scope or transaction on "
+            "this thread: lend the connection before opening scopes, not inside one")
+    if not state.closed:
+        # Left open by a call outside any scope (peewee's autoconnect) and idle: give it
+        # back to the pool, as the end of a scope would have.
+        db.close()
     if db.server_version is None:
         db.server_version = conn.server_version
     state.set_connection(conn)
+    state.ctx.append(_Lent())
     state.transactions.append(_LegacyTransaction())
     try:
         yield db
