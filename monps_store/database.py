@@ -393,6 +393,16 @@ class MonpsDatabase(PooledPostgresqlDatabase):
     def savepoint(self):
         return _Savepoint(self)
 
+    def after_commit(self, fn):
+        # On a lent legacy connection the commit is the legacy code's, out of peewee's
+        # sight: a callback queued here would be dropped without a word.
+        if self._state.transactions and getattr(self._state.transactions[0],
+                                                 "commits_elsewhere", False):
+            raise errors.LegacyConnectionError(
+                "after_commit() on a connection lent by legacy code: monps_store does not see "
+                "the legacy commit; call the function after conn.commit() instead")
+        return super().after_commit(fn)
+
 
 db = MonpsDatabase(None)
 

@@ -42,6 +42,8 @@ class _LegacyTransaction:
     becomes a SAVEPOINT, and nothing of monps_store commits, rolls back or closes the
     connection."""
 
+    commits_elsewhere = True  # after_commit() callbacks could never run: refused
+
 
 class _Lent:
     """Stands on peewee's connection-context stack while a connection is lent, so that no

@@ -110,6 +110,14 @@ def test_a_connection_that_cannot_be_joined_is_refused_clearly(legacy_conn, spoi
             pass
 
 
+def test_after_commit_on_a_lent_connection_is_refused_rather_than_dropped(legacy_conn):
+    with legacy.use_connection(legacy_conn):
+        with monps_store.unit_of_work():
+            with pytest.raises(LegacyConnectionError, match=r"after conn.commit\(\)"):
+                monps_store.db.after_commit(lambda: None)
+    legacy_conn.rollback()
+
+
 def test_lending_inside_an_open_scope_is_refused(legacy_conn):
     with monps_store.connection():
         with pytest.raises(LegacyConnectionError, match="inside an open monps_store"):
