@@ -16,7 +16,7 @@ Conventions:
 * Money and other fixed-point values are :class:`~decimal.Decimal`. The builders also accept
   them as strings (``"2.100"``) or integers and convert them; never pass floats.
 * Datetimes are timezone-aware, in UTC. A naive datetime is refused with ``ValueError``.
-* ``add_*`` builders save through ``Model.create`` (so the audit signals fill the audit
+* ``add_*`` builders save through ``Model.create`` (so ``BaseModel.save()`` fills the audit
   columns) and return the saved instance; they never go through the code under test.
 
 The defaults: match ``m1`` of Ligue 1, Lyon at home to Nice, kick-off ``KICK_OFF``

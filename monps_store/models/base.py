@@ -1,11 +1,22 @@
-"""The base model, the timestamp and audit mixins, and the hook that fills them on save.
+"""The base model, the timestamp and audit mixins, and the ``save()`` that fills them.
 
-Every model binds to :data:`monps_store.database.db`. ``save()``/``create()`` fill the
-timestamp and audit columns through a ``pre_save`` receiver; the paths that bypass signals
-(``insert_many``, upserts, ``update()`` queries, bulk updates) are wrapped in
-:mod:`monps_store.repositories.crud`, which fills the same columns from :mod:`monps_store.audit`.
-The columns also have database defaults, so raw SQL from legacy scripts never leaves them NULL.
-A second ``pre_save`` receiver checks every value against its column (:mod:`.checks`).
+    team = TeamQuantumDNA.create(team_name="Lyon", league="Ligue 1")  # audit columns filled
+    team.roi = "4.25"
+    team.save()                        # checked first: stored as Decimal('4.25')
+
+Every model binds to :data:`monps_store.database.db`. ``BaseModel.save()`` (and so
+``create()`` and ``get_or_create()``) fills the timestamp and audit columns and checks every
+value against its column (:mod:`.checks`) before peewee writes the row. This is a method of the
+package's models, not a ``pre_save`` receiver: a receiver without a sender would reach every
+``playhouse.signals.Model`` in the process, and application code that resets the receivers
+would switch the package's rules off. ``BaseModel`` stays a ``playhouse.signals.Model``, so an
+application can attach receivers of its own to the package's models; they run after the audit
+columns are filled.
+
+The paths that bypass ``save()`` (``insert_many``, upserts, ``update()`` queries, bulk
+updates) are wrapped in :mod:`monps_store.repositories.crud`, which fills the same columns from
+:mod:`monps_store.audit`. The columns also have database defaults, so raw SQL from legacy
+scripts never leaves them NULL; so does every other column with a Python default.
 """
 
 from __future__ import annotations
@@ -13,7 +24,7 @@ from __future__ import annotations
 from peewee import SQL, TextField
 from playhouse.postgres_ext import DateTimeTZField
 from playhouse.shortcuts import model_to_dict
-from playhouse.signals import Model, pre_save
+from playhouse.signals import Model
 
 from monps_store import audit
 from monps_store.database import db
@@ -44,10 +55,39 @@ class BaseModel(Model):
         options.setdefault("recurse", False)
         return model_to_dict(self, **options)
 
+    def save(self, force_insert=False, only=None):
+        """Fill the audit columns, check every value, then save (``pre_save`` receivers run
+        after this, inside ``super().save()``)."""
+        # ``created`` as playhouse.signals.Model.save computes it for its receivers.
+        pk_value = self._pk if self._meta.primary_key else True
+        created = force_insert or not bool(pk_value)
+        self._fill_audit_fields(created)
+        self._check_values(created)
+        return super().save(force_insert, only)
+
+    def _fill_audit_fields(self, created: bool) -> None:
+        fields = self._meta.fields
+        if "updated_at" not in fields and "updated_by" not in fields:
+            return
+        values = audit.insert_values() if created else audit.update_values()
+        if created and getattr(self, "created_at", None) is not None:
+            del values["created_at"]  # set on purpose by the caller (e.g. loading history)
+        for name, value in values.items():
+            if name in fields:
+                setattr(self, name, value)
+
+    def _check_values(self, created: bool) -> None:
+        # After the audit columns are filled: every value save() will write, checked (and a
+        # string or float converted to the Decimal that is stored); a new row must have every
+        # column the INSERT needs.
+        fields = self._meta.fields
+        data = {name: value for name, value in self.__data__.items() if name in fields}
+        self.__data__.update(checks.row(type(self), data, complete=created))
+
 
 class TimestampMixin(BaseModel):
-    # No Python default: the pre_save hook or the bulk paths set them, the database default
-    # covers any other insert.
+    # No Python default: save() or the bulk paths set them, the database default covers
+    # any other insert.
     created_at = DateTimeTZField(null=False, constraints=[SQL("DEFAULT now()")])
     updated_at = DateTimeTZField(null=False, constraints=[SQL("DEFAULT now()")])
 
@@ -60,25 +100,3 @@ class AuditMixin(BaseModel):
 
 class AuditedModel(TimestampMixin, AuditMixin):
     """Base of every domain model: timestamps and audit columns on every row."""
-
-
-@pre_save()
-def _fill_audit_fields(sender, instance, created):
-    fields = sender._meta.fields
-    if "updated_at" not in fields and "updated_by" not in fields:
-        return
-    values = audit.insert_values() if created else audit.update_values()
-    if created and getattr(instance, "created_at", None) is not None:
-        del values["created_at"]  # set on purpose by the caller (e.g. loading history)
-    for name, value in values.items():
-        if name in fields:
-            setattr(instance, name, value)
-
-
-@pre_save()
-def _check_values(sender, instance, created):
-    # After the audit columns are filled: every value save() will write, checked (and a
-    # string or float converted to the Decimal that is stored); a new row must have every
-    # column the INSERT needs.
-    data = {name: value for name, value in instance.__data__.items() if name in sender._meta.fields}
-    instance.__data__.update(checks.row(sender, data, complete=created))

@@ -16,7 +16,7 @@ digits; integers are ``int`` within the column's range; booleans are ``bool``; J
 from dicts with string keys, lists, strings, ints, finite floats, booleans and None; times are
 timezone-aware datetimes whose offset PostgreSQL accepts (under 16 hours, whole seconds) and
 whose UTC moment lies within 0001-01-02 .. 9999-12-30, so that a client in any session time
-zone can read it back into a Python datetime. The checks run from the ``pre_save`` hook
+zone can read it back into a Python datetime. The checks run from ``BaseModel.save()``
 (``save()``/``create()``), the ``crud`` bulk paths and the repositories' lookups; they never
 change a field class, so the models' DDL and migrations are untouched.
 """

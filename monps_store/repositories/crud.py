@@ -1,4 +1,4 @@
-"""Generic create/read/update/delete for any model, and the bulk paths that bypass signals.
+"""Generic create/read/update/delete for any model, and the bulk paths that bypass save().
 
     from monps_store.repositories import crud
     team = crud.get_by_id(TeamQuantumDNA, 7)                 # raises errors.NotFound
@@ -10,9 +10,8 @@ raises :class:`~monps_store.errors.InvalidInput` naming it and listing the valid
 SQL is ever built from an unchecked string. Every value written or compared is checked
 against its column first (:mod:`monps_store.models.checks`): a wrong type, NaN, a naive
 datetime, a number too big for its column raise InvalidInput naming the field. Writes that
-bypass peewee's signals
-(``insert_many``, ``upsert_many``, ``update_where``, ``bulk_update``) fill the timestamp and
-audit columns themselves, from :mod:`monps_store.audit`.
+bypass ``save()`` (``insert_many``, ``upsert_many``, ``update_where``, ``bulk_update``) fill
+the timestamp and audit columns themselves, from :mod:`monps_store.audit`.
 """
 
 from __future__ import annotations
@@ -112,7 +111,7 @@ def _check_names(model, data: dict) -> None:
 
 
 def create(model, **data):
-    """Insert one row through ``save()`` (signals fill the audit columns) and return it."""
+    """Insert one row through ``save()`` (which fills the audit columns) and return it."""
     _check_names(model, data)
     return model.create(**data)
 
@@ -137,7 +136,7 @@ def delete(instance_or_model, pk=None) -> int:
     return deleted
 
 
-# -- paths that bypass signals: audit columns filled here ----------------------------------
+# -- paths that bypass save(): audit columns filled here -----------------------------------
 
 
 def _with_insert_audit(model, rows: Iterable[dict]):
