@@ -56,7 +56,7 @@ class TrackingCLVPick(AuditedModel):
     odds_taken = DecimalField(max_digits=10, decimal_places=3, auto_round=False,
                               constraints=[Check("odds_taken > 1")])
     stake = DecimalField(max_digits=12, decimal_places=2, auto_round=False, default=1,
-                         constraints=[Check("stake > 0")])
+                         constraints=[SQL("DEFAULT 1"), Check("stake > 0")])
     picked_at = DateTimeTZField()
     closing_odds = DecimalField(max_digits=10, decimal_places=3, auto_round=False, null=True,
                                 constraints=[Check("closing_odds > 1")])

@@ -23,6 +23,9 @@ from monps_store.models.base import AuditedModel
 
 DNA_VECTORS = ("market_dna", "context_dna", "temporal_dna", "nemesis_dna", "psyche_dna",
                "roster_dna", "physical_dna", "luck_dna")
+# Every Python default is also the column's SQL default, so that raw SQL from legacy code may
+# leave the column out as an insert through the models may (tests/test_column_defaults.py).
+ZERO = SQL("DEFAULT 0")
 
 
 def _dna():
@@ -39,7 +42,7 @@ class ChessClassification(AuditedModel):
     id = AutoField()
     code = TextField(unique=True)
     name = TextField(unique=True)
-    description = TextField(default="")
+    description = TextField(default="", constraints=[SQL("DEFAULT ''")])
     traits = JSONField(default=dict, constraints=[SQL("DEFAULT '{}'::jsonb")])
 
     natural_key = ("code",)
@@ -65,11 +68,11 @@ class TeamQuantumDNA(AuditedModel):
     roster_dna = _dna()
     physical_dna = _dna()
     luck_dna = _dna()
-    matches_played = IntegerField(default=0, constraints=[Check("matches_played >= 0")])
-    total_bets = IntegerField(default=0, constraints=[Check("total_bets >= 0")])
-    win_rate = _decimal(5, 2, default=0, constraints=[Check("win_rate BETWEEN 0 AND 100")])
-    roi = _decimal(10, 3, default=0)
-    total_pnl = _decimal(12, 2, default=0)
+    matches_played = IntegerField(default=0, constraints=[ZERO, Check("matches_played >= 0")])
+    total_bets = IntegerField(default=0, constraints=[ZERO, Check("total_bets >= 0")])
+    win_rate = _decimal(5, 2, default=0, constraints=[ZERO, Check("win_rate BETWEEN 0 AND 100")])
+    roi = _decimal(10, 3, default=0, constraints=[ZERO])
+    total_pnl = _decimal(12, 2, default=0, constraints=[ZERO])
     avg_clv = _decimal(10, 3, null=True)
 
     natural_key = ("team_name",)
@@ -94,7 +97,7 @@ class QuantumFrictionMatrix(AuditedModel):
     tempo_friction = _decimal(6, 2, null=True)
     chaos_potential = _decimal(6, 2, null=True)
     predicted_goals = _decimal(5, 2, null=True)
-    matches_analyzed = IntegerField(default=0, constraints=[Check("matches_analyzed >= 0")])
+    matches_analyzed = IntegerField(default=0, constraints=[ZERO, Check("matches_analyzed >= 0")])
 
     natural_key = ("home_team", "away_team")
 
@@ -135,12 +138,12 @@ class GoalscorerProfile(AuditedModel):
                            index=False)
     player_name = TextField()
     position = TextField(null=True)
-    goals = IntegerField(default=0, constraints=[Check("goals >= 0")])
-    assists = IntegerField(default=0, constraints=[Check("assists >= 0")])
-    expected_goals = _decimal(6, 2, default=0, constraints=[Check("expected_goals >= 0")])
-    minutes_played = IntegerField(default=0, constraints=[Check("minutes_played >= 0")])
-    shots = IntegerField(default=0, constraints=[Check("shots >= 0")])
-    penalty_goals = IntegerField(default=0, constraints=[Check("penalty_goals >= 0")])
+    goals = IntegerField(default=0, constraints=[ZERO, Check("goals >= 0")])
+    assists = IntegerField(default=0, constraints=[ZERO, Check("assists >= 0")])
+    expected_goals = _decimal(6, 2, default=0, constraints=[ZERO, Check("expected_goals >= 0")])
+    minutes_played = IntegerField(default=0, constraints=[ZERO, Check("minutes_played >= 0")])
+    shots = IntegerField(default=0, constraints=[ZERO, Check("shots >= 0")])
+    penalty_goals = IntegerField(default=0, constraints=[ZERO, Check("penalty_goals >= 0")])
 
     natural_key = ("team", "player_name")
 

@@ -341,7 +341,7 @@ def test_a_failed_migration_names_it_in_one_line_without_the_password(empty_data
     directory = tmp_path / "migrations"
     shutil.copytree(migrate.default_dir(), directory,
                     ignore=shutil.ignore_patterns("__pycache__"))
-    (directory / "002_broken.py").write_text(
+    (directory / "003_broken.py").write_text(
         "def migrate(migrator, database, *, fake=False):\n"
         "    migrator.sql('ALTER TABLE quantum.no_such_table ADD COLUMN y int')\n\n"
         "def rollback(migrator, database, *, fake=False):\n    pass\n")
@@ -352,7 +352,7 @@ def test_a_failed_migration_names_it_in_one_line_without_the_password(empty_data
     verbose = cli("-vv", "migrate", "--migrate-dir", str(directory),
                   env=env | {"DB_ECHO": "true"}, cwd=tmp_path)
     assert (plain.returncode, verbose.returncode) == (1, 1), plain.stderr
-    assert one_error_line(plain).startswith("error: migration 002_broken failed and was undone")
+    assert one_error_line(plain).startswith("error: migration 003_broken failed and was undone")
     for result in (plain, verbose):
         scan("failed migration stdout", result.stdout)
         scan("failed migration stderr", result.stderr)
