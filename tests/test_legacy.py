@@ -256,6 +256,22 @@ def test_legacy_cursors_with_their_own_factory_keep_working_around_a_loan(pg, db
         conn.close()
 
 
+@pytest.mark.parametrize("factory", [psycopg2.extras.RealDictConnection,
+                                     psycopg2.extras.DictConnection,
+                                     psycopg2.extras.NamedTupleConnection],
+                         ids=lambda f: f.__name__)
+def test_a_connection_of_a_dict_or_namedtuple_connection_class_can_be_lent(pg, db, factory):
+    conn = legacy_connect(pg, connection_factory=factory)
+    try:
+        with legacy.use_connection(conn):
+            orm_round_trip()
+        assert type(conn.cursor()) is not psycopg2.extensions.cursor  # still its own factory
+        conn.commit()
+    finally:
+        conn.close()
+    assert team_names(pg) == ["Orm"]
+
+
 def test_a_logging_connection_can_be_lent_and_logs_only_the_legacy_statements(pg, db):
     logged = io.StringIO()
     conn = legacy_connect(pg, connection_factory=psycopg2.extras.LoggingConnection)

@@ -411,6 +411,19 @@ def test_a_connection_killed_inside_connection_context_is_left_cleanly(pg, pair)
     assert monps_store.pool_status()["in_use"] == 0
 
 
+def test_a_connection_killed_inside_with_database_is_given_up_when_the_block_is_left(pg, pair):
+    for database in pair():
+        with pytest.raises(peewee.PeeweeException):
+            with database:
+                insert(database, 1)
+                pg.terminate(database.connection().get_backend_pid())
+                insert(database, 2)
+        assert database.is_closed()
+        assert database._in_use == {}
+        assert count_rows(database) == 0
+        database.close()
+
+
 def test_a_connection_killed_in_a_transaction_fails_every_statement_until_it_is_left(pg, pair):
     plain, ours = pair()
     for database in (plain, ours):
