@@ -46,9 +46,10 @@ def _process_identity() -> str:
 
 def default_actor() -> str:
     """``<application name>:<os user>@<host>:<script>`` for writes made outside any context."""
-    from monps_store.database import db  # late: audit is imported by the models
+    from monps_store.database import active_settings  # late: audit is imported by the models
 
-    app = db.settings.application_name if db.settings else "monps_store"
+    settings = active_settings()
+    app = settings.application_name if settings else "monps_store"
     return f"{app}:{_process_identity()}"
 
 

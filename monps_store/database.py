@@ -18,6 +18,7 @@ configures it and may be called again to reconfigure. On top of peewee's pool th
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import hashlib
 import heapq
@@ -47,6 +48,87 @@ def advisory_lock_key(name: str) -> int:
 def _first_line(exc: BaseException) -> str:
     text = str(getattr(exc, "orig", None) or exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+# -- one mapping from driver errors to the package's, for psycopg2 and asyncpg alike ------------
+
+
+def sqlstate(exc: BaseException) -> str:
+    """The SQLSTATE of a driver error (psycopg2's ``pgcode``, asyncpg's ``sqlstate``), also
+    when peewee wrapped it; ``""`` when it has none."""
+    orig = getattr(exc, "orig", None) or exc
+    return getattr(orig, "pgcode", None) or getattr(orig, "sqlstate", None) or ""
+
+
+def is_disconnect(exc: BaseException) -> bool:
+    """Whether the SQLSTATE of ``exc`` says the session is gone."""
+    return sqlstate(exc).startswith(_DISCONNECT_CODES)
+
+
+def connection_lost(exc: BaseException) -> errors.ConnectionLost:
+    return errors.ConnectionLost(
+        f"lost the database connection ({_first_line(exc)}); the server rolled back the "
+        "open transaction, if any. The dead connection is discarded: retry the unit of work.")
+
+
+def translated_error(exc: BaseException, settings: config.Settings | None):
+    """The package's error for a driver (or peewee) error that is not a lost connection, or
+    None when the error stays as it is:
+
+    - a statement timeout (57014): :class:`~errors.StatementTimeout`;
+    - a value the server refused (SQLSTATE class 22: overflow, bad syntax for the type, invalid
+      JSON or date) or the driver could not send (NUL, lone surrogates):
+      :class:`~errors.InvalidValue` (a ``peewee.DataError``).
+    """
+    orig = getattr(exc, "orig", None) or exc
+    code = sqlstate(exc)
+    if code == "57014" and "statement timeout" in str(orig):
+        limit = settings.statement_timeout if settings else 0
+        after = f"after DB_STATEMENT_TIMEOUT={limit} ms" if limit else "by statement_timeout"
+        return errors.StatementTimeout(
+            f"statement cancelled {after} ({_first_line(orig)}); the open transaction, "
+            "if any, is rolled back. Make the statement cheaper or raise the timeout.")
+    if code.startswith("22"):
+        return errors.InvalidValue(
+            f"the database rejected a value: {_first_line(orig)} (SQLSTATE {code}); "
+            "nothing was written by this statement")
+    if isinstance(orig, UnicodeEncodeError) or (
+            isinstance(orig, ValueError) and "NUL (0x00)" in str(orig)):
+        return errors.InvalidValue(
+            f"a text value cannot be sent to PostgreSQL: {orig} (NUL characters and lone "
+            "surrogates cannot be stored); nothing was written by this statement")
+    return None
+
+
+# -- which database the current code runs on -----------------------------------------------------
+
+# Set by monps_store.aio while sync code runs in its greenlet bridge (per task: a ContextVar).
+_routed: contextvars.ContextVar[peewee.Database | None] = contextvars.ContextVar(
+    "monps_store_routed_database", default=None)
+# Set by monps_store.aio: raises when package models are used directly on a running event loop.
+outside_bridge = None
+
+
+def routed(default: peewee.Database) -> peewee.Database:
+    """The database for code running now: the async one inside ``aio.run()``, else
+    ``default``. The models' metadata and the repositories ask here."""
+    database = _routed.get()
+    if database is not None:
+        return database
+    if outside_bridge is not None:
+        outside_bridge()
+    return default
+
+
+def active_settings() -> config.Settings | None:
+    """The settings of the database in use here (sync, or async inside ``aio.run()``)."""
+    return (_routed.get() or db).settings
+
+
+def current() -> peewee.Database:
+    """The database the repositories use right now (:data:`db`, or the async database inside
+    ``aio.run()``)."""
+    return routed(db)
 
 
 class _State(peewee._ConnectionState):
@@ -265,8 +347,7 @@ class MonpsDatabase(PooledPostgresqlDatabase):
     def _lost(self, exc) -> bool:
         """Whether ``exc`` means this thread's connection is dead (and remember it)."""
         conn = self._state.conn
-        code = getattr(getattr(exc, "orig", exc), "pgcode", None) or ""
-        dead = (conn is not None and conn.closed) or code.startswith(_DISCONNECT_CODES)
+        dead = (conn is not None and conn.closed) or is_disconnect(exc)
         if dead and not self._state.lost:
             self._state.lost = True
             with self._pool_lock:
@@ -275,10 +356,7 @@ class MonpsDatabase(PooledPostgresqlDatabase):
         return dead
 
     def _raise_lost(self, exc):
-        raise errors.ConnectionLost(
-            f"lost the database connection ({_first_line(exc)}); the server rolled back the "
-            "open transaction, if any. The dead connection is discarded: retry the unit of work."
-        ) from exc
+        raise connection_lost(exc) from exc
 
     def cursor(self, named_cursor=None):
         """A plain psycopg2 cursor on this thread's connection, reading values with psycopg2's
@@ -324,37 +402,16 @@ class MonpsDatabase(PooledPostgresqlDatabase):
 
     def raise_translated(self, exc: BaseException) -> None:
         """Raise the package's own error for the driver (or peewee) error ``exc`` when it has
-        one, and return otherwise (the caller re-raises ``exc``):
-
-        - a dead connection: :class:`~errors.ConnectionLost`;
-        - a statement timeout (57014): :class:`~errors.StatementTimeout`;
-        - a value the server refused (SQLSTATE class 22: overflow, bad syntax for the type,
-          invalid JSON or date) or psycopg2 could not send (NUL, lone surrogates):
-          :class:`~errors.InvalidValue` (a ``peewee.DataError``).
+        one, and return otherwise (the caller re-raises ``exc``): a dead connection is
+        :class:`~errors.ConnectionLost`, the rest as :func:`translated_error` says.
 
         Code that runs raw cursors (COPY) calls it too, since peewee never sees their errors.
         The transaction, if any, is rolled back by whoever opened it."""
         if self._lost(exc):
             self._raise_lost(exc)
-        orig = getattr(exc, "orig", None) or exc
-        code = getattr(orig, "pgcode", None) or ""
-        if code == "57014" and "statement timeout" in str(orig):
-            limit = self.settings.statement_timeout if self.settings else 0
-            after = f"after DB_STATEMENT_TIMEOUT={limit} ms" if limit else "by statement_timeout"
-            raise errors.StatementTimeout(
-                f"statement cancelled {after} ({_first_line(orig)}); the open transaction, "
-                "if any, is rolled back. "
-                "Make the statement cheaper or raise the timeout."
-            ) from exc
-        if code.startswith("22"):
-            raise errors.InvalidValue(
-                f"the database rejected a value: {_first_line(orig)} (SQLSTATE {code}); "
-                "nothing was written by this statement") from exc
-        if isinstance(exc, UnicodeEncodeError) or (
-                isinstance(exc, ValueError) and "NUL (0x00)" in str(exc)):
-            raise errors.InvalidValue(
-                f"a text value cannot be sent to PostgreSQL: {exc} (NUL characters and lone "
-                "surrogates cannot be stored); nothing was written by this statement") from exc
+        error = translated_error(exc, self.settings)
+        if error is not None:
+            raise error from exc
 
     def begin(self, *args, **kwargs):
         try:
@@ -445,21 +502,23 @@ class connection:
     peewee merely autoconnected.
     """
 
-    __slots__ = ("_opened",)
+    __slots__ = ("_database", "_opened")
 
     def __enter__(self):
-        self._opened = db.is_closed()
+        self._database = database = current()
+        self._opened = database.is_closed()
         if self._opened:
-            db.connect()
-        db._state.ctx.append(self)
-        return db
+            database.connect()
+        database._state.ctx.append(self)
+        return database
 
     def __exit__(self, exc_type, exc, tb):
-        contexts = db._state.ctx
+        database = self._database
+        contexts = database._state.ctx
         if self in contexts:  # gone if code inside closed the connection itself
             contexts.remove(self)
-        if self._opened and not db.is_closed():
-            db.close()
+        if self._opened and not database.is_closed():
+            database.close()
 
 
 def check_connection() -> bool:

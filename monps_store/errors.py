@@ -86,6 +86,11 @@ class PoolExhausted(MonpsStoreError, MaxConnectionsExceeded):
     timeout, at once)."""
 
 
+class AsyncBridgeRequired(MonpsStoreError, RuntimeError):
+    """Package models or repositories were used directly in a coroutine, where a query would
+    block the event loop (a lazy foreign key, a query built outside ``aio.run()``)."""
+
+
 class LegacyConnectionError(MonpsStoreError):
     """A legacy psycopg2 connection was lent or borrowed in a way that would lose writes."""
 

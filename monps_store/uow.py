@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import contextlib
 
-from monps_store import audit
-from monps_store.database import connection, db
+from monps_store import audit, database
 
 
 @contextlib.contextmanager
 def unit_of_work(actor: str | None = None, reason: str | None = None):
     """A transaction (savepoint when nested) with ``actor``/``reason`` for its writes. Yields
     the transaction: ``rollback()`` undoes its writes so far, ``commit()`` makes them final."""
-    with connection(), audit.audit_context(actor, reason), db.atomic() as transaction:
+    with database.connection(), audit.audit_context(actor, reason), \
+            database.current().atomic() as transaction:
         yield transaction

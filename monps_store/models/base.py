@@ -21,14 +21,33 @@ scripts never leaves them NULL; so does every other column with a Python default
 
 from __future__ import annotations
 
-from peewee import SQL, TextField
+from peewee import SQL, Metadata, TextField
 from playhouse.postgres_ext import DateTimeTZField
 from playhouse.shortcuts import model_to_dict
 from playhouse.signals import Model
 
-from monps_store import audit
+from monps_store import audit, database
 from monps_store.database import db
 from monps_store.models import checks
+
+
+class RoutedMetadata(Metadata):
+    """The models' metadata, whose ``database`` is the async database while code runs in
+    ``aio.run()`` (a ContextVar: per task and per thread) and the bound one otherwise, so one
+    set of model classes serves sync threads and async tasks at the same moment, without
+    ``Model.bind()`` per call (which races)."""
+
+    def __init__(self, *args, **kwargs):
+        self._database = None
+        super().__init__(*args, **kwargs)
+
+    @property
+    def database(self):
+        return database.routed(self._database)
+
+    @database.setter
+    def database(self, value):
+        self._database = value
 
 
 class BaseModel(Model):
@@ -42,6 +61,7 @@ class BaseModel(Model):
     class Meta:
         database = db
         legacy_table_names = False
+        model_metadata_class = RoutedMetadata
 
     def __str__(self):
         # peewee gives every model class a __repr__ of '<Name: str(self)>', so the readable

@@ -5,8 +5,7 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 
-from monps_store import audit
-from monps_store.database import db
+from monps_store import audit, database
 from monps_store.errors import InvalidInput
 from monps_store.models import TrackingCLVPick, checks
 from monps_store.repositories import crud
@@ -49,11 +48,12 @@ class Settlement:
 # The closing price of a pick: the last one collected before kick-off for the same match,
 # market and selection, from the pick's bookmaker or the reference one. The unique natural-key
 # index (match_id, bookmaker, market, selection, collected_at) serves it backwards.
+# Positional parameters (reference, now, now, actor, reason): both drivers take %s.
 _SETTLE = """
 WITH closing AS (
     SELECT p.id,
            (SELECT o.price FROM public.odds o
-            WHERE o.match_id = p.match_id AND o.bookmaker = COALESCE(%(reference)s, p.bookmaker)
+            WHERE o.match_id = p.match_id AND o.bookmaker = COALESCE(%s, p.bookmaker)
               AND o.market = p.market AND o.selection = p.selection
               AND o.collected_at < o.commence_time
             ORDER BY o.collected_at DESC LIMIT 1) AS price
@@ -63,8 +63,8 @@ WITH closing AS (
     UPDATE public.tracking_clv_picks p
     SET closing_odds = c.price,
         clv_percent = round((p.odds_taken / c.price - 1) * 100, 3),
-        status = 'settled', settled_at = %(now)s,
-        updated_at = %(now)s, updated_by = %(actor)s, change_reason = %(reason)s
+        status = 'settled', settled_at = %s,
+        updated_at = %s, updated_by = %s, change_reason = %s
     FROM closing c
     WHERE p.id = c.id AND c.price IS NOT NULL
     RETURNING p.id
@@ -80,7 +80,7 @@ def settle(reference_bookmaker: str | None = None) -> Settlement:
     if reference_bookmaker is not None and not reference_bookmaker.strip():
         raise InvalidInput("the reference bookmaker must not be blank")
     info = audit.current()
-    params = {"reference": reference_bookmaker, "now": audit.now(), "actor": info.actor,
-              "reason": info.reason or "CLV settlement"}
-    settled, still_open = db.execute_sql(_SETTLE, params).fetchone()
+    now = audit.now()
+    params = (reference_bookmaker, now, now, info.actor, info.reason or "CLV settlement")
+    settled, still_open = database.current().execute_sql(_SETTLE, params).fetchone()
     return Settlement(settled, still_open)

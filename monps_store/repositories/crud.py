@@ -18,10 +18,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from peewee import EXCLUDED, Expression, Tuple
+from peewee import EXCLUDED, Case, Cast, Expression, Tuple
 
-from monps_store import audit
-from monps_store.database import db
+from monps_store import audit, database
 from monps_store.errors import InvalidInput, NotFound
 from monps_store.models import checks
 
@@ -153,7 +152,7 @@ def insert_many(model, rows: Iterable[dict], batch_size: int = BATCH_SIZE) -> in
     """Insert ``rows`` in batches inside one transaction; returns how many were inserted."""
     total = 0
     rows = list(_with_insert_audit(model, rows))
-    with db.atomic():
+    with database.current().atomic():
         for start in range(0, len(rows), batch_size):
             batch = rows[start:start + batch_size]
             model.insert_many(batch).execute()
@@ -195,7 +194,7 @@ def upsert_many(model, rows: Iterable[dict], conflict: Sequence[str],
     # statement may not update the same row twice.
     rows = list({tuple(_key_value(row.get(name)) for name in conflict): row
                  for row in _with_insert_audit(model, rows)}.values())
-    with db.atomic():
+    with database.current().atomic():
         for start in range(0, len(rows), batch_size):
             query = model.insert_many(rows[start:start + batch_size])
             if changed:
@@ -247,5 +246,20 @@ def bulk_update(instances: Sequence, fields: Sequence[str], batch_size: int = BA
         instance.__data__.update(checks.row(
             model, {name: instance.__data__.get(name) for name in names},
             complete=False, where=f"instance {number}: "))
-    with db.atomic():
-        return model.bulk_update(instances, fields=names + list(values), batch_size=batch_size)
+    columns = [model._meta.fields[name] for name in names + list(values)]
+    pk = model._meta.primary_key
+    changed = 0
+    with database.current().atomic():
+        for start in range(0, len(instances), batch_size):
+            batch = instances[start:start + batch_size]
+            # peewee's Model.bulk_update, with every value cast to its column's type: a
+            # server-side prepared statement (asyncpg) would read an untyped CASE as text.
+            update = {column: Case(pk, [(pk.to_value(i._pk), _typed(column, i.__data__.get(
+                column.name))) for i in batch]) for column in columns}
+            changed += model.update(update).where(pk.in_([i._pk for i in batch])).execute()
+    return changed
+
+
+def _typed(field, value):
+    types = database.db.get_context_options()["field_types"]
+    return Cast(field.case_value(value), types.get(field.field_type, field.field_type))

@@ -1,0 +1,138 @@
+"""The same models and repositories from asyncio code (``pip install 'monps-store[async]'``).
+
+    from monps_store import aio
+    from monps_store.repositories import teams, friction
+
+    await aio.init_db()                                  # the settings init_db() reads
+    async with aio.unit_of_work(actor="api:teams", reason="rename"):
+        team = await aio.run(teams.get_by_name, "Lyon")  # any sync repository function
+        await aio.run(crud.update, team, league="Ligue 1")
+    await aio.close_db()
+
+There is one set of model classes and one set of repositories. ``aio.run(fn, ...)`` runs
+``fn`` (ordinary sync peewee code) in peewee's greenlet bridge on the task's own asyncpg
+connection, inside the task's transaction; while it runs, the models and repositories route to
+the async database through a ContextVar (see ``models.base.RoutedMetadata``), so sync threads
+on ``monps_store.db`` and async tasks use the same classes at the same moment. Outside
+``aio.run()``, package models used directly in a coroutine (a lazy foreign key, a query built
+there) raise :class:`~monps_store.errors.AsyncBridgeRequired` instead of blocking the loop on
+psycopg2: load relations eagerly inside ``aio.run()``.
+
+Errors are the sync ones: ConnectionLost, ConnectFailed, PoolExhausted, StatementTimeout,
+InvalidValue, NotFound, peewee's IntegrityError. A task cancelled inside a unit of work rolls
+back and gives its connection back. Importing this module imports asyncpg and greenlet;
+``import monps_store`` never does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from monps_store import audit, config, database, errors
+from monps_store.aio.pool import AsyncMonpsDatabase
+
+__all__ = ["check_connection", "close_db", "connection", "init_db", "pool_status", "run",
+           "unit_of_work"]
+
+logger = logging.getLogger(__name__)
+
+_db: AsyncMonpsDatabase | None = None
+
+
+def _database() -> AsyncMonpsDatabase:
+    if _db is None:
+        raise errors.NotInitialised(
+            "monps_store.aio is not initialised: await monps_store.aio.init_db() first")
+    return _db
+
+
+def _refuse_outside_bridge() -> None:
+    # Installed as database.outside_bridge while aio is configured: sync model code on the
+    # event loop's own thread, outside aio.run(), would run on psycopg2 and block the loop.
+    if asyncio._get_running_loop() is not None:
+        raise errors.AsyncBridgeRequired(
+            "package models used directly in async code: run the code with "
+            "`await aio.run(fn, *args)` (a lazy foreign key too: load it eagerly inside "
+            "aio.run(), e.g. with a repository that uses with_related/prefetch)")
+
+
+async def init_db(settings: config.Settings | None = None, *, url: str | None = None,
+                  **overrides) -> config.Settings:
+    """Configure the async database as :func:`monps_store.init_db` configures the sync one
+    (same settings, environment and overrides); closes a previous async pool. Opens no
+    connection. Returns the settings."""
+    global _db
+    if settings is None:
+        settings = config.from_url(url) if url is not None else config.load_settings()
+    if overrides:
+        settings = database._replace(settings, overrides)
+    if _db is not None:
+        await _db.close_pool()
+    _db = AsyncMonpsDatabase(settings)
+    database.outside_bridge = _refuse_outside_bridge
+    return settings
+
+
+async def close_db() -> None:
+    """Close the async pool (the end of the application's lifespan)."""
+    global _db
+    if _db is not None:
+        await _db.close_pool()
+        _db = None
+    database.outside_bridge = None
+
+
+@contextlib.asynccontextmanager
+async def connection():
+    """A pooled asyncpg connection for this task, given back however the block ends. Scopes
+    nest: only the outermost one takes and returns the connection."""
+    adb = _database()
+    opened = adb.is_closed()
+    if opened:
+        await adb.aconnect()
+    try:
+        yield adb
+    finally:
+        if opened and not adb.is_closed() and not adb.in_transaction():
+            await adb.aclose()
+
+
+@contextlib.asynccontextmanager
+async def unit_of_work(actor: str | None = None, reason: str | None = None):
+    """One transaction (a savepoint when nested) for this task, with ``actor``/``reason`` for
+    its writes; commits on a clean exit, rolls back on an exception or cancellation."""
+    async with connection() as adb:
+        with audit.audit_context(actor, reason):
+            async with adb.atomic() as transaction:
+                yield transaction
+
+
+async def run(fn, *args, **kwargs):
+    """Run sync ``fn(*args, **kwargs)`` (a repository function, model code) on this task's
+    connection, inside its transaction if one is open, and return what it returns."""
+    adb = _database()
+    token = database._routed.set(adb)
+    try:
+        return await adb.run(fn, *args, **kwargs)
+    finally:
+        database._routed.reset(token)
+
+
+async def check_connection() -> bool:
+    """True when a round trip to the server works. Never raises (logs why at WARNING)."""
+    try:
+        async with connection() as adb:
+            await adb.aexecute_sql("SELECT 1")
+        return True
+    except Exception as exc:  # by contract: any failure is a False, with the reason logged
+        logger.warning("async connection check failed: %s", database._first_line(exc))
+        return False
+
+
+def pool_status() -> dict:
+    """The async pool's figures, with the same keys as :func:`monps_store.pool_status`."""
+    if _db is None:
+        return {"configured": False}
+    return _db.pool_status()

@@ -1,0 +1,346 @@
+"""The asyncpg-backed peewee database behind :mod:`monps_store.aio`.
+
+``AsyncMonpsDatabase`` is peewee's ``playhouse.pwasyncio.AsyncPostgresqlDatabase`` with what
+:class:`monps_store.database.MonpsDatabase` adds to the sync pool: settings from
+:class:`monps_store.config.Settings`, the package's errors through the one mapping in
+:mod:`monps_store.database`, lost connections discarded, pool figures. It also changes how
+statements are run: pwasyncio prepares every statement anew (a Parse round trip per query);
+here they go through asyncpg's per-connection statement cache, one round trip each, and the
+pool skips asyncpg's per-release session reset (the package leaves no session state behind; a
+transaction left open is rolled back on release).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import weakref
+
+import asyncpg
+from peewee import __exception_wrapper__
+from playhouse.pwasyncio import (
+    AsyncPgAtomic,
+    AsyncPostgresqlConnection,
+    AsyncPostgresqlDatabase,
+    CursorAdapter,
+)
+
+from monps_store import config, errors
+from monps_store.database import (
+    _first_line,
+    connection_lost,
+    is_disconnect,
+    translated_error,
+)
+
+logger = logging.getLogger(__name__)
+
+# libpq connection parameters a URL may carry, as asyncpg names them.
+_ASYNCPG_PARAMS = {"sslmode": "ssl", "target_session_attrs": "target_session_attrs"}
+
+
+def _json_bytes(value) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode()
+    if hasattr(value, "adapted"):  # psycopg2.extras.Json, as the models' JSON fields make
+        return value.dumps(value.adapted).encode()
+    return json.dumps(value).encode()
+
+
+def _jsonb_bytes(value) -> bytes:
+    return b"\x01" + _json_bytes(value)  # jsonb's binary format: a version byte, then text
+
+
+def _jsonb_loads(data: bytes):
+    return json.loads(data[1:])
+
+
+def connect_kwargs(settings: config.Settings) -> dict:
+    """Keyword arguments for ``asyncpg.create_pool`` (reveals the password: driver use only)."""
+    kwargs = {"host": settings.host, "port": settings.port, "user": settings.user,
+              "database": settings.database,
+              "timeout": settings.connect_timeout or None}
+    if settings.password:
+        kwargs["password"] = settings.password.reveal()
+    unsupported = []
+    for key, value in settings.params:
+        if key in _ASYNCPG_PARAMS:
+            kwargs[_ASYNCPG_PARAMS[key]] = value
+        else:
+            unsupported.append(key)
+    if unsupported:
+        raise errors.ConfigError([f"connection parameter {key!r}: not supported by the async "
+                                  "driver (asyncpg takes sslmode and target_session_attrs)"
+                                  for key in unsupported])
+    server_settings = {"application_name": settings.application_name}
+    if settings.statement_timeout:
+        server_settings["statement_timeout"] = str(settings.statement_timeout)
+    kwargs["server_settings"] = server_settings
+    return {key: value for key, value in kwargs.items() if value is not None}
+
+
+class _Connection(AsyncPostgresqlConnection):
+    """One pooled asyncpg connection of a task; ``lost`` once it was found dead."""
+
+    lost = False
+
+    async def _execute(self, sql, params=None):
+        if params:
+            sql = self._translate_placeholders(sql)
+        # asyncpg's statement cache: the Parse/Describe happens once per connection.
+        records, status, _ = await self.conn._execute(
+            sql, params or (), 0, None, return_status=True)
+        description = [(key,) for key in records[0].keys()] if records else []
+        parts = status.rsplit(b" ", 1)
+        rowcount = int(parts[1]) if len(parts) == 2 and parts[1].isdigit() else len(records)
+        return CursorAdapter(records, rowcount=rowcount, description=description)
+
+
+class _Atomic(AsyncPgAtomic):
+    """pwasyncio's transaction, with lost connections handled as the sync pool does: on a dead
+    connection every statement and COMMIT raise ConnectionLost and the ROLLBACK is skipped."""
+
+    async def _abegin(self):
+        conn = self.db._state.conn
+        if conn is not None and conn.lost and self.db.in_transaction():
+            raise self.db.lost_earlier()
+        try:
+            return await super()._abegin()
+        except Exception as exc:
+            self.db.raise_translated(self.db._state.conn, exc)
+            raise
+
+    async def acommit(self, begin=True):
+        conn = self.db._state.conn
+        if conn is None or conn.lost:
+            raise errors.ConnectionLost("cannot commit: the database connection was lost")
+        try:
+            await super().acommit(begin)
+        except Exception as exc:
+            self.db.raise_translated(conn, exc)
+            raise
+
+    async def arollback(self, begin=True):
+        conn = self.db._state.conn
+        if conn is None or conn.lost or conn.stale():
+            return  # the server rolled back when the session ended
+        try:
+            await super().arollback(begin)
+        except Exception as exc:
+            if self.db.mark_lost(conn, exc):
+                return
+            raise
+
+
+class AsyncMonpsDatabase(AsyncPostgresqlDatabase):
+    """The async database: a task-local connection from an asyncpg pool sized by the settings."""
+
+    def __init__(self, settings: config.Settings):
+        self.settings = settings
+        self._kwargs = connect_kwargs(settings)
+        super().__init__(settings.database or "", pool_size=settings.max_connections,
+                         acquire_timeout=settings.pool_timeout or 0)
+        self._in_use = 0
+        self._born = weakref.WeakKeyDictionary()  # raw connection -> monotonic creation time
+        self._figures = dict.fromkeys(("opened", "recycled", "dead_discarded", "lost",
+                                       "exhausted"), 0)
+        self._saturated = False
+
+    # -- the pool --------------------------------------------------------------------------
+
+    async def _create_pool_async(self):
+        return await asyncpg.create_pool(
+            min_size=0,  # nothing opened before the first acquire: a cheap start
+            max_size=self.settings.max_connections,
+            max_inactive_connection_lifetime=max(self.settings.pool_recycle, 0) or 300,
+            init=self._init_connection,
+            reset=self._reset_connection,
+            **self._kwargs)
+
+    async def _init_connection(self, conn):
+        # JSON in both directions as text. The models' JSON fields wrap values for psycopg2
+        # (bound to the sync database when the classes were made): accept those wrappers.
+        await conn.set_type_codec("json", schema="pg_catalog", format="binary",
+                                  encoder=_json_bytes, decoder=json.loads)
+        await conn.set_type_codec("jsonb", schema="pg_catalog", format="binary",
+                                  encoder=_jsonb_bytes, decoder=_jsonb_loads)
+        self._born[conn] = time.monotonic()
+        self._figures["opened"] += 1
+
+    async def _reset_connection(self, conn):
+        # Instead of asyncpg's RESET ALL / UNLISTEN / advisory unlock round trip on every
+        # release: the package keeps no session state; an open transaction is rolled back.
+        if conn.is_in_transaction():
+            await conn.execute("ROLLBACK")
+
+    def _stale(self, proxy) -> bool:
+        recycle = self.settings.pool_recycle
+        raw = getattr(proxy, "_con", None)
+        born = self._born.get(raw) if raw is not None else None
+        return bool(recycle and born is not None and time.monotonic() - born > recycle)
+
+    async def _acquire_conn_async(self):
+        try:
+            pool = await self._ensure_pool()
+        except errors.MonpsStoreError:
+            raise
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise self._connect_failed(exc) from exc
+        limit = self.settings.max_connections
+        wait = self.settings.pool_timeout
+        if self._in_use >= limit and not wait:
+            self._exhausted()
+        self._in_use += 1
+        try:
+            while True:
+                try:
+                    proxy = await pool.acquire(timeout=wait or None)
+                except TimeoutError:
+                    self._exhausted()
+                if not self._stale(proxy):
+                    break
+                self._figures["recycled"] += 1
+                await proxy.close()  # the pool opens a new one on the next acquire
+                await pool.release(proxy)
+        except errors.PoolExhausted:
+            self._in_use -= 1
+            raise
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            self._in_use -= 1
+            raise self._connect_failed(exc) from exc
+        except BaseException:
+            self._in_use -= 1
+            raise
+        if self._in_use >= limit and not self._saturated:
+            self._saturated = True
+            logger.warning("async connection pool saturated: %d of %d connections in use",
+                           self._in_use, limit)
+        conn = _Connection(proxy)
+        conn._pool = pool
+        return conn
+
+    def _exhausted(self):
+        self._figures["exhausted"] += 1
+        s = self.settings
+        raise errors.PoolExhausted(
+            f"async connection pool exhausted: all {s.max_connections} connections are in use "
+            f"(DB_POOL_SIZE={s.pool_size} + DB_MAX_OVERFLOW={s.max_overflow}), none came free "
+            f"within DB_POOL_TIMEOUT={s.pool_timeout:g}s")
+
+    def _connect_failed(self, exc) -> errors.ConnectFailed:
+        return errors.ConnectFailed(
+            f"cannot connect to {self.settings.display_url}: {_first_line(exc)}")
+
+    async def _release_conn(self, conn):
+        self._in_use = max(self._in_use - 1, 0)
+        if self._saturated and self._in_use < self.settings.max_connections:
+            self._saturated = False
+            logger.info("async connection pool no longer saturated")
+        proxy = conn.conn
+        # asyncpg gives a connection that died back to its pool by itself (the proxy is
+        # then detached); any other dead one is terminated here, never reused.
+        detached = proxy is None or getattr(proxy, "_con", True) is None
+        if conn.lost or detached or conn.stale():
+            self._figures["dead_discarded"] += 1
+            logger.warning("discarded a dead async connection on return to the pool")
+            if not detached:
+                proxy.terminate()
+                if self._pool is not None:
+                    await self._pool.release(proxy)  # frees its slot for a new connection
+            return
+        if getattr(conn, "_pool", None) is not self._pool or self._pool is None:
+            await conn.close()  # its pool was closed or replaced
+            return
+        await self._pool_release(conn)
+
+    def pool_status(self) -> dict:
+        pool = self._pool
+        idle = pool.get_idle_size() if pool is not None else 0
+        s = self.settings
+        status = {
+            "configured": True,
+            "max_connections": s.max_connections,
+            "pool_size": s.pool_size,
+            "max_overflow": s.max_overflow,
+            "in_use": self._in_use,
+            "idle": idle,
+            "available": s.max_connections - self._in_use,
+            "saturated": self._saturated,
+            "wait_timeout": s.pool_timeout,
+            "recycle_seconds": s.pool_recycle,
+        }
+        status.update(self._figures)
+        return status
+
+    # -- statements ------------------------------------------------------------------------
+
+    async def aconnect(self):
+        conn = self._state.conn
+        if conn is not None and (conn.lost or conn.stale()):
+            if self.in_transaction():
+                # Never carry on on a new connection: the transaction died with the old one.
+                self._remember_lost(conn, "the server closed the connection")
+                raise self.lost_earlier()
+            self._state.reset()
+            await self._release_conn(conn)
+        return await super().aconnect()
+
+    async def aexecute_sql(self, sql, params=None):
+        self._log_query(sql, params)
+        start = time.perf_counter() if self.query_hooks else None
+        conn = None
+        try:
+            conn = await self.aconnect()
+            try:
+                with __exception_wrapper__:
+                    result = await conn.execute(sql, params)
+            except errors.MonpsStoreError:
+                raise
+            except Exception as exc:
+                self.raise_translated(conn, exc)
+                raise
+        except Exception as exc:
+            if start is not None:
+                self._notify_hooks(sql, params, start, exc)
+            raise
+        if start is not None:
+            self._notify_hooks(sql, params, start, None)
+        return result
+
+    def mark_lost(self, conn, exc) -> bool:
+        """Whether ``exc`` means ``conn`` is dead (and remember it)."""
+        dead = conn is not None and (
+            conn.stale() or is_disconnect(exc)
+            or isinstance(getattr(exc, "orig", exc),
+                          (asyncpg.ConnectionDoesNotExistError, ConnectionError)))
+        if dead:
+            self._remember_lost(conn, _first_line(exc))
+        return dead
+
+    def _remember_lost(self, conn, reason: str) -> None:
+        if not conn.lost:
+            conn.lost = True
+            self._figures["lost"] += 1
+            logger.warning("database connection lost: %s", reason)
+
+    def raise_translated(self, conn, exc) -> None:
+        """Raise the package's error for ``exc``, as the sync pool's ``raise_translated``."""
+        if self.mark_lost(conn, exc):
+            raise connection_lost(exc) from exc
+        error = translated_error(exc, self.settings)
+        if error is not None:
+            raise error from exc
+
+    @staticmethod
+    def lost_earlier() -> errors.ConnectionLost:
+        return errors.ConnectionLost(
+            "the database connection was lost earlier in this transaction; "
+            "leave the transaction and retry the unit of work")
+
+    def atomic(self, *args, **kwargs):
+        return _Atomic(self, *args, **kwargs)
+
+    transaction = savepoint = atomic

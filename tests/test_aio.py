@@ -1,0 +1,442 @@
+"""The async API on the real server: the same models and repositories from asyncio tasks,
+beside sync threads, under faults (killed backends, exhaustion, cancellation, timeouts)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import subprocess
+import sys
+import threading
+from decimal import Decimal
+
+import peewee
+import pytest
+
+import monps_store
+from monps_store import aio, errors
+from monps_store.models import Odds, QuantumFrictionMatrix, TeamQuantumDNA, TrackingCLVPick
+from monps_store.repositories import clv, crud, friction, goalscorers, odds, strategies, teams
+from tests.conftest import TEST_APP_NAME
+from tests.factories import (
+    COLLECTED,
+    add_friction,
+    add_odds,
+    add_pick,
+    add_scorer,
+    add_strategy,
+    add_team,
+    odds_row,
+)
+
+
+def run_async(pg, scenario, **settings):
+    """Run ``scenario()`` on a fresh event loop with ``aio`` initialised on the test database."""
+
+    async def main():
+        await aio.init_db(url=pg.url, **({"application_name": TEST_APP_NAME, "pool_timeout": 5}
+                                         | settings))
+        try:
+            return await scenario()
+        finally:
+            await aio.close_db()
+
+    return asyncio.run(main())
+
+
+def rows(pg, sql, params=()):
+    return pg.sql(sql, params)
+
+
+# -- the API -----------------------------------------------------------------------------------
+
+
+def test_a_unit_of_work_commits_with_the_tasks_actor_and_reason(pg, db):
+    async def scenario():
+        async with aio.unit_of_work(actor="api:teams", reason="signup"):
+            team = await aio.run(crud.create, TeamQuantumDNA, team_name="Lyon", league="L1")
+            assert rows(pg, "SELECT count(*) FROM quantum.team_quantum_dna") == [(0,)]
+        found = await aio.run(teams.get_by_name, "Lyon")
+        return team, found
+
+    team, found = run_async(pg, scenario)
+    assert found.id == team.id and found.league == "L1"
+    assert rows(pg, "SELECT created_by, updated_by, change_reason FROM quantum.team_quantum_dna") \
+        == [("api:teams", "api:teams", "signup")]
+
+
+def test_an_exception_rolls_the_unit_of_work_back_and_nested_ones_are_savepoints(pg, db):
+    async def scenario():
+        async with aio.unit_of_work(actor="api"):
+            await aio.run(crud.create, TeamQuantumDNA, team_name="Kept", league="L")
+            with pytest.raises(RuntimeError):
+                async with aio.unit_of_work():
+                    await aio.run(crud.create, TeamQuantumDNA, team_name="Undone", league="L")
+                    raise RuntimeError
+            # A sync unit of work inside aio.run() is a savepoint of the task's transaction too.
+            def inner():
+                with monps_store.unit_of_work(reason="inner"):
+                    crud.create(TeamQuantumDNA, team_name="Inner", league="L")
+                    raise KeyError
+
+            with pytest.raises(KeyError):
+                await aio.run(inner)
+        with pytest.raises(RuntimeError):
+            async with aio.unit_of_work():
+                await aio.run(crud.create, TeamQuantumDNA, team_name="Gone", league="L")
+                raise RuntimeError
+
+    run_async(pg, scenario)
+    assert rows(pg, "SELECT team_name FROM quantum.team_quantum_dna") == [("Kept",)]
+    assert aio.pool_status() == {"configured": False}
+
+
+def test_the_errors_are_the_sync_ones(pg, db):
+    add_team("Lyon")
+
+    async def scenario():
+        with pytest.raises(errors.NotFound, match="Nowhere"):
+            await aio.run(teams.get_by_name, "Nowhere")
+        with pytest.raises(peewee.IntegrityError):
+            async with aio.unit_of_work():
+                await aio.run(crud.create, TeamQuantumDNA, team_name="Lyon", league="L")
+        with pytest.raises(errors.InvalidValue, match="win_rate"):
+            await aio.run(crud.create, TeamQuantumDNA, team_name="X", league="L",
+                          win_rate=Decimal("1000"))
+
+        def refused_by_the_server():  # raw SQL past the model checks: SQLSTATE 22003
+            return monps_store.database.current().execute_sql(
+                "SELECT (%s::integer)::smallint", (70000,))
+
+        with pytest.raises(errors.InvalidValue, match="out of range") as refused:
+            await aio.run(refused_by_the_server)
+        assert isinstance(refused.value, peewee.DataError)
+        return aio.pool_status()
+
+    status = run_async(pg, scenario)
+    assert status["in_use"] == 1  # the task's own connection, until the task ends
+
+
+def test_every_repository_function_runs_through_aio_run(pg, db):
+    lyon, nice = add_team("Lyon", roi=Decimal("5.000")), add_team("Nice")
+    add_friction(lyon, nice, "80.00")
+    add_strategy(lyon, "bold", "6.000", market="btts")
+    add_scorer(lyon, "Lacazette", 11, "9.50")
+    add_odds()
+    add_pick(picked_at=COLLECTED)
+
+    async def scenario():
+        got = {}
+        async with aio.unit_of_work(actor="api:all"):
+            r = aio.run
+            got["teams"] = [
+                (await r(teams.get_by_name, "Lyon")).team_name,
+                len(await r(teams.get_by_league, "Ligue 1")),
+                [t.team_name for t in await r(teams.get_top_performers, 1)]]
+            pair = await r(friction.get_friction, "Lyon", "Nice")
+            high = await r(friction.get_high_friction_matches, 70)
+            got["friction"] = [pair.home_team.team_name, high[0].away_team.team_name,
+                               len(await r(friction.get_all_pairs))]
+            got["strategies"] = [len(await r(strategies.get_team_strategies, "Lyon")),
+                                 (await r(strategies.get_best_by_market, "btts"))[0].team.team_name]
+            got["goalscorers"] = [(await r(goalscorers.get_by_team, "Lyon"))[0].player_name,
+                                  len(await r(goalscorers.get_top_scorers, 5))]
+            got["odds"] = [len(await r(odds.get_by_match, "m1")),
+                           len(await r(odds.get_by_league, "Ligue 1", limit=5)),
+                           await r(odds.upsert, [odds_row(selection="away")])]
+            got["clv"] = [len(await r(clv.get_by_agent, "alpha")),
+                          len(await r(clv.get_recent_picks, 100000)),
+                          (await r(clv.settle)).settled]
+            team = await r(crud.get_by_id, TeamQuantumDNA, lyon.id)
+            await r(crud.update, team, league="L2")
+            got["crud"] = [
+                len(await r(crud.get_all, TeamQuantumDNA, order_by="team_name")),
+                len(await r(crud.get_by_field, TeamQuantumDNA, "league", "L2")),
+                await r(crud.count, Odds),
+                await r(crud.insert_many, TeamQuantumDNA,
+                        [{"team_name": "Brest", "league": "L1"}]),
+                await r(crud.upsert_many, TeamQuantumDNA,
+                        [{"team_name": "Brest", "league": "L3"}], conflict=["team_name"],
+                        update=["league"]),
+                await r(crud.update_where, TeamQuantumDNA, {"roi": Decimal("1.5")},
+                        team_name="Nice"),
+                await r(crud.bulk_update, [team], ["league"]),
+                await r(crud.delete, await r(crud.create, QuantumFrictionMatrix,
+                                              home_team=nice, away_team=lyon,
+                                              friction_score=Decimal("10")))]
+        return got
+
+    got = run_async(pg, scenario)
+    assert got == {
+        "teams": ["Lyon", 2, ["Lyon"]],
+        "friction": ["Lyon", "Nice", 1],
+        "strategies": [1, "Lyon"],
+        "goalscorers": ["Lacazette", 1],
+        "odds": [1, 1, 1],
+        "clv": [1, 1, 1],
+        "crud": [2, 1, 2, 1, 1, 1, 1, 1],
+    }
+    assert rows(pg, "SELECT team_name, league, roi FROM quantum.team_quantum_dna ORDER BY 1") == [
+        ("Brest", "L3", Decimal("0.000")), ("Lyon", "L2", Decimal("5.000")),
+        ("Nice", "Ligue 1", Decimal("1.500"))]
+    assert rows(pg, "SELECT closing_odds IS NOT NULL FROM public.tracking_clv_picks") == [(True,)]
+    assert rows(pg, "SELECT DISTINCT updated_by FROM quantum.team_quantum_dna "
+                    "WHERE team_name <> 'Nice'") == [("api:all",)]
+
+
+def test_a_lazy_foreign_key_outside_the_bridge_says_what_to_do(pg, db):
+    lyon = add_team("Lyon")
+    add_friction(lyon, add_team("Nice"), "80.00")
+
+    async def scenario():
+        pair = await aio.run(friction.get_friction, "Lyon", "Nice", eager=False)
+        with pytest.raises(errors.AsyncBridgeRequired, match=r"aio.run\(fn"):
+            pair.home_team  # noqa: B018 - a lazy load on the event loop
+        with pytest.raises(errors.AsyncBridgeRequired):
+            TeamQuantumDNA.select().count()
+        eager = await aio.run(friction.get_friction, "Lyon", "Nice")
+        return eager.home_team.team_name, (await aio.run(lambda: pair.away_team.team_name))
+
+    assert run_async(pg, scenario) == ("Lyon", "Nice")
+    # Outside the loop, sync code is as before.
+    assert teams.get_by_name("Lyon").team_name == "Lyon"
+
+
+# -- both worlds at once -----------------------------------------------------------------------
+
+
+def test_two_hundred_tasks_on_a_pool_of_five_plus_five_keep_their_own_actors(pg, db):
+    async def one(n):
+        async with aio.unit_of_work(actor=f"task-{n}", reason=f"r{n}"):
+            await asyncio.sleep(0)  # interleave the tasks inside their transactions
+            await aio.run(crud.create, TeamQuantumDNA, team_name=f"T{n}", league="L")
+            await asyncio.sleep(0)
+            team = await aio.run(teams.get_by_name, f"T{n}")
+            await aio.run(crud.update, team, roi=Decimal(n))
+
+    async def scenario():
+        await asyncio.gather(*(one(n) for n in range(200)))
+        return aio.pool_status()
+
+    status = run_async(pg, scenario, pool_size=5, max_overflow=5, pool_timeout=30)
+    assert (status["in_use"], status["exhausted"]) == (0, 0)
+    assert status["opened"] <= 10
+    written = rows(pg, "SELECT team_name, created_by, updated_by, change_reason, roi "
+                       "FROM quantum.team_quantum_dna")
+    assert len(written) == 200
+    for name, created_by, updated_by, reason, roi in written:
+        n = int(name[1:])
+        assert (created_by, updated_by, reason, roi) == (f"task-{n}", f"task-{n}", f"r{n}",
+                                                          Decimal(n))
+
+
+def test_a_sync_thread_and_async_tasks_write_with_the_same_models_at_once(pg, db):
+    started = threading.Event()
+    sync_done = []
+
+    def sync_writer():
+        started.wait(10)
+        for n in range(30):
+            with monps_store.unit_of_work(actor="sync-thread"):
+                crud.create(TeamQuantumDNA, team_name=f"S{n}", league="sync")
+        sync_done.append(monps_store.db.connection().get_backend_pid()
+                         if not monps_store.db.is_closed() else None)
+
+    async def one(n):
+        async with aio.unit_of_work(actor="async-task"):
+            await aio.run(crud.create, TeamQuantumDNA, team_name=f"A{n}", league="async")
+            await asyncio.sleep(0.001)
+
+    async def scenario():
+        thread = threading.Thread(target=sync_writer)
+        thread.start()
+        started.set()
+        await asyncio.gather(*(one(n) for n in range(30)))
+        await asyncio.to_thread(thread.join, 30)
+
+    run_async(pg, scenario, pool_size=3, max_overflow=0)
+    assert sync_done == [None]  # the thread's scopes gave their connection back
+    assert rows(pg, "SELECT league, created_by, count(*) FROM quantum.team_quantum_dna "
+                    "GROUP BY 1, 2 ORDER BY 1") == [("async", "async-task", 30),
+                                                    ("sync", "sync-thread", 30)]
+
+
+# -- faults ------------------------------------------------------------------------------------
+
+
+def test_a_backend_killed_in_one_task_is_connection_lost_there_and_nothing_else(pg, db):
+    killed = asyncio.Event
+
+    async def victim(ready, go):
+        with pytest.raises(errors.ConnectionLost):
+            async with aio.unit_of_work(actor="victim"):
+                await aio.run(crud.create, TeamQuantumDNA, team_name="Victim", league="L")
+                pid = await aio.run(lambda: monps_store.database.current().execute_sql(
+                    "SELECT pg_backend_pid()").fetchone()[0])
+                ready.set_result(pid)
+                await go.wait()
+                await aio.run(crud.create, TeamQuantumDNA, team_name="Victim2", league="L")
+        # The task's next unit of work gets a new connection.
+        async with aio.unit_of_work(actor="victim"):
+            await aio.run(crud.create, TeamQuantumDNA, team_name="Retried", league="L")
+
+    async def bystander(n):
+        for i in range(5):
+            async with aio.unit_of_work(actor="bystander"):
+                await aio.run(crud.create, TeamQuantumDNA, team_name=f"B{n}-{i}", league="L")
+            await asyncio.sleep(0.01)
+
+    async def scenario():
+        ready, go = asyncio.get_running_loop().create_future(), killed()
+        task = asyncio.create_task(victim(ready, go))
+        pid = await ready
+        others = asyncio.gather(*(bystander(n) for n in range(4)))
+        await asyncio.to_thread(pg.terminate, pid)
+        go.set()
+        await task
+        await others
+        return aio.pool_status()
+
+    status = run_async(pg, scenario, pool_size=3, max_overflow=2)
+    assert status["in_use"] == 0 and status["lost"] == 1 and status["dead_discarded"] >= 1
+    names = {n for (n,) in rows(pg, "SELECT team_name FROM quantum.team_quantum_dna")}
+    assert "Victim" not in names and "Victim2" not in names and "Retried" in names
+    assert len([n for n in names if n.startswith("B")]) == 20
+
+
+def test_an_exhausted_pool_raises_pool_exhausted_after_the_wait_timeout(pg, db):
+    async def holder(hold):
+        async with aio.connection():
+            await aio.run(teams.get_by_league, "L")
+            await hold.wait()
+
+    async def scenario():
+        hold = asyncio.Event()
+        holders = [asyncio.create_task(holder(hold)) for _ in range(2)]
+        await asyncio.sleep(0.3)
+        with pytest.raises(errors.PoolExhausted, match="DB_POOL_TIMEOUT=0.5s") as exhausted:
+            async with aio.connection():
+                await aio.run(teams.get_by_league, "L")
+        hold.set()
+        await asyncio.gather(*holders)
+        async with aio.connection():  # served once one is free
+            await aio.run(teams.get_by_league, "L")
+        return exhausted.value, aio.pool_status()
+
+    error, status = run_async(pg, scenario, pool_size=1, max_overflow=1, pool_timeout=0.5)
+    assert "2 connections" in str(error)
+    assert (status["exhausted"], status["in_use"]) == (1, 0)
+
+
+def test_a_task_cancelled_inside_a_unit_of_work_rolls_back_and_gives_its_connection_back(pg, db):
+    async def slow_write():
+        async with aio.unit_of_work(actor="cancelled"):
+            await aio.run(crud.create, TeamQuantumDNA, team_name="Never", league="L")
+            await aio.run(lambda: monps_store.database.current().execute_sql(
+                "SELECT pg_sleep(10)"))
+
+    async def scenario():
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.5):
+                await slow_write()
+        task = asyncio.create_task(slow_write())  # a client that goes away
+        await asyncio.sleep(0.3)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(0)
+        async with aio.unit_of_work(actor="after"):
+            await aio.run(crud.create, TeamQuantumDNA, team_name="After", league="L")
+        return aio.pool_status()
+
+    status = run_async(pg, scenario, pool_size=1, max_overflow=0)
+    assert status["in_use"] == 0
+    assert rows(pg, "SELECT team_name FROM quantum.team_quantum_dna") == [("After",)]
+    assert rows(pg, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%%' "
+                    "AND state = 'active'") == [(0,)]
+
+
+def test_a_statement_timeout_is_statement_timeout_and_the_connection_stays_usable(pg, db):
+    async def scenario():
+        with pytest.raises(errors.StatementTimeout, match="DB_STATEMENT_TIMEOUT=100 ms"):
+            async with aio.unit_of_work():
+                await aio.run(lambda: monps_store.database.current().execute_sql(
+                    "SELECT pg_sleep(2)"))
+        async with aio.unit_of_work(actor="after"):
+            await aio.run(crud.create, TeamQuantumDNA, team_name="After", league="L")
+        return aio.pool_status()
+
+    status = run_async(pg, scenario, statement_timeout=100)
+    assert status["lost"] == 0
+    assert rows(pg, "SELECT team_name FROM quantum.team_quantum_dna") == [("After",)]
+
+
+def test_a_refused_connection_is_connect_failed_without_the_password(pg, db):
+    async def scenario():
+        await aio.init_db(url="postgresql://app:canary-secret@127.0.0.1:1/monps",
+                          connect_timeout=2)
+        assert not await aio.check_connection()
+        with pytest.raises(errors.ConnectFailed) as failed:
+            await aio.run(teams.get_by_league, "L")
+        await aio.close_db()
+        return failed.value
+
+    error = asyncio.run(scenario())
+    assert isinstance(error, peewee.OperationalError)
+    assert "127.0.0.1:1" in str(error) and "canary-secret" not in str(error)
+    assert "canary-secret" not in repr(error.__cause__)
+
+
+def test_init_db_reads_the_environment_like_the_sync_one(pg, db, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", pg.url)
+    monkeypatch.setenv("DB_POOL_SIZE", "2")
+    monkeypatch.setenv("DB_MAX_OVERFLOW", "1")
+    monkeypatch.setenv("DB_APPLICATION_NAME", "monps_async_env")
+
+    async def scenario():
+        settings = await aio.init_db()
+        async with aio.connection():
+            name = await aio.run(lambda: monps_store.database.current().execute_sql(
+                "SELECT current_setting('application_name')").fetchone()[0])
+        status = aio.pool_status()
+        await aio.close_db()
+        return settings, name, status
+
+    settings, name, status = asyncio.run(scenario())
+    assert name == "monps_async_env"
+    assert (status["max_connections"], status["pool_size"]) == (3, 2)
+    assert settings.password is None or "***" in repr(settings)
+
+
+def test_importing_the_package_imports_neither_asyncpg_nor_greenlet():
+    code = ("import sys, monps_store, monps_store.repositories, monps_store.models; "
+            "print(sorted(m for m in ('asyncpg', 'greenlet', 'asyncio') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_sync_code_keeps_working_in_threads_while_aio_is_configured(pg, db):
+    add_team("Lyon")
+    seen = []
+
+    async def scenario():
+        seen.append(await asyncio.to_thread(lambda: teams.get_by_name("Lyon").team_name))
+        seen.append((await aio.run(teams.get_by_name, "Lyon")).team_name)
+
+    run_async(pg, scenario)
+    assert seen == ["Lyon", "Lyon"]
+
+
+def test_timestamps_and_decimals_round_trip_exactly(pg, db):
+    moment = datetime.datetime(2024, 9, 1, 12, 0, 0, 123456, tzinfo=datetime.UTC)
+
+    async def scenario():
+        async with aio.unit_of_work():
+            await aio.run(crud.create, TrackingCLVPick, agent="a", match_id="m", market="1x2",
+                          selection="home", bookmaker="b", odds_taken=Decimal("2.050"),
+                          stake=Decimal("10.00"), picked_at=moment)
+        return await aio.run(clv.get_by_agent, "a")
+
+    (pick,) = run_async(pg, scenario)
+    assert (pick.picked_at, str(pick.odds_taken), str(pick.stake)) == (moment, "2.050", "10.00")
