@@ -35,7 +35,7 @@ def test_high_friction_matches_load_both_teams_in_three_queries_however_many_row
         found = friction.get_high_friction_matches(threshold=0)
         names = read_both_teams(found)
     assert len(names) == rows
-    assert counter.count == 3  # the rows, then one query per relation
+    assert counter.count == 2  # the rows, then every team they name
 
 
 def test_without_eager_loading_each_row_costs_two_more_queries(db):

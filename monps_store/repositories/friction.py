@@ -1,13 +1,15 @@
 """The friction matrix: one pair, and the high-friction fixtures, with both teams loaded.
 
 Rows come back with ``home_team`` and ``away_team`` already loaded, so reading them costs no
-further query: one pair in a single joined query, lists with ``with_related`` (one query for the
-rows plus one per relation, however many rows).
+further query: one pair in a single joined query, lists in two queries however many rows (the
+rows, then every team they name, by primary key).
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
+
+from peewee import Value, fn
 
 from monps_store.errors import NotFound
 from monps_store.models import QuantumFrictionMatrix, TeamQuantumDNA, checks
@@ -16,8 +18,19 @@ from monps_store.repositories import crud
 Friction = QuantumFrictionMatrix
 
 
-def _eager(query):
-    return query.with_related(Friction.home_team, Friction.away_team)
+def _eager(query) -> list[QuantumFrictionMatrix]:
+    # Not with_related(): it loads each relation with the whole query again as a subquery
+    # (sort and limit included), once per relation. The ids already fetched say which
+    # teams to load, in one query for both sides.
+    pairs = list(query)
+    ids = {p.home_team_id for p in pairs} | {p.away_team_id for p in pairs}
+    if ids:
+        by_id = {team.id: team for team in TeamQuantumDNA.select().where(
+            TeamQuantumDNA.id == fn.ANY(Value(sorted(ids), unpack=False)))}
+        for pair in pairs:
+            pair.home_team = by_id[pair.home_team_id]
+            pair.away_team = by_id[pair.away_team_id]
+    return pairs
 
 
 def get_friction(home_team: str, away_team: str, eager: bool = True) -> QuantumFrictionMatrix:
@@ -45,9 +58,9 @@ def get_high_friction_matches(threshold: float | Decimal = 70,
     threshold = checks.compare(Friction, "friction_score", threshold, allow_none=False)
     query = (Friction.select().where(Friction.friction_score >= threshold)
              .order_by(Friction.friction_score.desc(), Friction.id))
-    return list(_eager(query.limit(limit) if limit is not None else query))
+    return _eager(query.limit(limit) if limit is not None else query)
 
 
 def get_all_pairs() -> list[QuantumFrictionMatrix]:
     """Every pair with both teams loaded."""
-    return list(_eager(Friction.select().order_by(Friction.id)))
+    return _eager(Friction.select().order_by(Friction.id))
