@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import pytest
 
+import monps_store
 from monps_store.errors import InvalidInput, NotFound
 from monps_store.models import Odds, TeamQuantumDNA
 from monps_store.repositories import clv, crud, friction, goalscorers, odds, strategies, teams
@@ -169,6 +170,17 @@ def test_update_changes_the_fields_and_saves_them(db, pg):
     assert returned is team
     assert pg.sql("SELECT roi, league, updated_at >= created_at FROM quantum.team_quantum_dna"
                   ) == [(Decimal("7.250"), "Ligue 2", True)]
+
+
+def test_update_writes_only_the_changed_and_audit_columns_keeping_a_concurrent_change(db, pg):
+    team = add_team("Lyon", roi=Decimal("1.000"))
+    pg.sql("UPDATE quantum.team_quantum_dna SET league = 'changed elsewhere', "
+           "matches_played = 7")
+    with monps_store.audit_context("editor", "roi fix"):
+        crud.update(team, roi=Decimal("2.000"))
+    assert pg.sql("SELECT roi, league, matches_played, updated_by, change_reason "
+                  "FROM quantum.team_quantum_dna") == [
+        (Decimal("2.000"), "changed elsewhere", 7, "editor", "roi fix")]
 
 
 def test_delete_removes_an_instance_or_the_row_with_a_primary_key(db, pg):

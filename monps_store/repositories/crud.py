@@ -116,11 +116,14 @@ def create(model, **data):
 
 
 def update(instance, **changes):
-    """Change fields of ``instance`` and save them (audit columns refreshed); returns it."""
-    _check_names(type(instance), changes)
+    """Change fields of ``instance`` and save them (audit columns refreshed); returns it.
+    Only those columns are written: a concurrent change to another column is kept."""
+    model = type(instance)
+    _check_names(model, changes)
     for name, value in changes.items():
         setattr(instance, name, value)
-    instance.save()
+    audited = [name for name in audit.update_values() if name in model._meta.fields]
+    instance.save(only=[*changes, *audited])
     return instance
 
 
