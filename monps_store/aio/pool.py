@@ -54,8 +54,12 @@ def _jsonb_bytes(value) -> bytes:
     return b"\x01" + _json_bytes(value)  # jsonb's binary format: a version byte, then text
 
 
+def _json_loads(data: bytes):
+    return json.loads(data.decode())  # str: json.loads(bytes) sniffs the encoding first
+
+
 def _jsonb_loads(data: bytes):
-    return json.loads(data[1:])
+    return json.loads(data[1:].decode())
 
 
 def connect_kwargs(settings: config.Settings) -> dict:
@@ -164,7 +168,7 @@ class AsyncMonpsDatabase(AsyncPostgresqlDatabase):
         # JSON in both directions as text. The models' JSON fields wrap values for psycopg2
         # (bound to the sync database when the classes were made): accept those wrappers.
         await conn.set_type_codec("json", schema="pg_catalog", format="binary",
-                                  encoder=_json_bytes, decoder=json.loads)
+                                  encoder=_json_bytes, decoder=_json_loads)
         await conn.set_type_codec("jsonb", schema="pg_catalog", format="binary",
                                   encoder=_jsonb_bytes, decoder=_jsonb_loads)
         self._born[conn] = time.monotonic()
