@@ -73,7 +73,7 @@ VARIANTS = {
     "hand-written JOIN, psycopg2 rows": raw_join,
     "hand-written JOIN, all columns": raw_join_full,
     "peewee JOIN of both teams (models)": peewee_join,
-    "monps_store eager (with_related)": eager,
+    "monps_store eager (2 queries)": eager,
     "N+1 (lazy foreign keys)": n_plus_one,
 }
 

@@ -41,3 +41,43 @@ def test_the_legacy_example_commits_both_kinds_of_writes(pg, db):
     assert result.stdout == "2 teams in Ligue 1\n"
     assert pg.sql("SELECT team_name, league FROM quantum.team_quantum_dna ORDER BY 1") == [
         ("Brest", "Ligue 1"), ("Lyon", "Ligue 1")]
+
+
+def test_the_fastapi_example_serves_requests_in_units_of_work(pg, db, monkeypatch):
+    import asyncio
+
+    import httpx
+
+    from monps_store import aio
+    from tests.factories import add_friction, add_team
+
+    monkeypatch.setenv("DATABASE_URL", pg.url)
+    monkeypatch.syspath_prepend(str(ROOT))
+    from examples.fastapi_app import app
+
+    lyon = add_team("Lyon", league="Ligue 1")
+    add_friction(lyon, add_team("Nice"), "80.00")
+
+    async def requests():
+        async with app.router.lifespan_context(app):  # opens and closes the async pool
+            transport = httpx.ASGITransport(app=app)  # in process: no network
+            async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+                got = [await client.get("/teams/Lyon"),
+                       await client.put("/teams/Lyon/roi", params={"roi": "4.250"}),
+                       await client.put("/teams/Lyon/roi", params={"roi": "NaN"}),
+                       await client.get("/teams/Nowhere"),
+                       await client.get("/friction", params={"threshold": "70"})]
+                committed = pg.sql("SELECT roi, updated_by, change_reason "
+                                   "FROM quantum.team_quantum_dna WHERE team_name = 'Lyon'")
+                return got, committed, aio.pool_status()
+
+    (team, updated, refused, missing, pairs), committed, status = asyncio.run(requests())
+    assert (team.status_code, team.json()) == (200, {"team_name": "Lyon", "league": "Ligue 1",
+                                                     "roi": "0.000"})
+    assert (updated.status_code, updated.json()) == (200, {"team_name": "Lyon",
+                                                           "roi": "4.250"})
+    assert refused.status_code == 422  # FastAPI's own validation: no unit of work ran
+    assert missing.status_code == 404 and "Nowhere" in missing.json()["detail"]
+    assert pairs.json() == [{"home": "Lyon", "away": "Nice", "friction_score": "80.00"}]
+    assert committed == [(Decimal("4.250"), "api", "web request")]  # before the response
+    assert status["in_use"] == 0
