@@ -31,73 +31,20 @@ import psycopg2.extensions
 from playhouse.pool import MaxConnectionsExceeded, PooledPostgresqlDatabase
 
 from monps_store import config, errors
+from monps_store.translate import (
+    connection_lost,
+    first_line,
+    is_disconnect,
+    translated_error,
+)
 
 logger = logging.getLogger(__name__)
-
-# SQLSTATE classes that mean the session is gone: 08 connection exception, 57P01-57P03
-# admin shutdown / crash shutdown / cannot connect now.
-_DISCONNECT_CODES = ("08", "57P01", "57P02", "57P03")
 
 
 def advisory_lock_key(name: str) -> int:
     """A stable signed 64-bit PostgreSQL advisory-lock key for ``name``."""
     digest = hashlib.sha256(name.encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-# -- one mapping from driver errors to the package's, for psycopg2 and asyncpg alike ------------
-
-
-def sqlstate(exc: BaseException) -> str:
-    """The SQLSTATE of a driver error (psycopg2's ``pgcode``, asyncpg's ``sqlstate``), also
-    when peewee wrapped it; ``""`` when it has none."""
-    orig = getattr(exc, "orig", None) or exc
-    return getattr(orig, "pgcode", None) or getattr(orig, "sqlstate", None) or ""
-
-
-def is_disconnect(exc: BaseException) -> bool:
-    """Whether the SQLSTATE of ``exc`` says the session is gone."""
-    return sqlstate(exc).startswith(_DISCONNECT_CODES)
-
-
-def connection_lost(exc: BaseException) -> errors.ConnectionLost:
-    return errors.ConnectionLost(
-        f"lost the database connection ({_first_line(exc)}); the server rolled back the "
-        "open transaction, if any. The dead connection is discarded: retry the unit of work.")
-
-
-def translated_error(exc: BaseException, settings: config.Settings | None):
-    """The package's error for a driver (or peewee) error that is not a lost connection, or
-    None when the error stays as it is:
-
-    - a statement timeout (57014): :class:`~errors.StatementTimeout`;
-    - a value the server refused (SQLSTATE class 22: overflow, bad syntax for the type, invalid
-      JSON or date) or the driver could not send (NUL, lone surrogates):
-      :class:`~errors.InvalidValue` (a ``peewee.DataError``).
-    """
-    orig = getattr(exc, "orig", None) or exc
-    code = sqlstate(exc)
-    if code == "57014" and "statement timeout" in str(orig):
-        limit = settings.statement_timeout if settings else 0
-        after = f"after DB_STATEMENT_TIMEOUT={limit} ms" if limit else "by statement_timeout"
-        return errors.StatementTimeout(
-            f"statement cancelled {after} ({_first_line(orig)}); the open transaction, "
-            "if any, is rolled back. Make the statement cheaper or raise the timeout.")
-    if code.startswith("22"):
-        return errors.InvalidValue(
-            f"the database rejected a value: {_first_line(orig)} (SQLSTATE {code}); "
-            "nothing was written by this statement")
-    if isinstance(orig, UnicodeEncodeError) or (
-            isinstance(orig, ValueError) and "NUL (0x00)" in str(orig)):
-        return errors.InvalidValue(
-            f"a text value cannot be sent to PostgreSQL: {orig} (NUL characters and lone "
-            "surrogates cannot be stored); nothing was written by this statement")
-    return None
 
 
 # -- which database the current code runs on -----------------------------------------------------
@@ -264,7 +211,7 @@ class MonpsDatabase(PooledPostgresqlDatabase):
                 # Only a failure to open a connection is ConnectFailed; peewee's own
                 # "Connection already opened." stays its OperationalError (a programming error).
                 raise errors.ConnectFailed(
-                    f"cannot connect to {self.settings.display_url}: {_first_line(exc)}"
+                    f"cannot connect to {self.settings.display_url}: {first_line(exc)}"
                 ) from exc
             key = self.conn_key(conn)
             if key not in self._open_keys:
@@ -352,7 +299,7 @@ class MonpsDatabase(PooledPostgresqlDatabase):
             self._state.lost = True
             with self._pool_lock:
                 self._stats["lost"] += 1
-            logger.warning("database connection lost: %s", _first_line(exc))
+            logger.warning("database connection lost: %s", first_line(exc))
         return dead
 
     def _raise_lost(self, exc):
@@ -528,7 +475,7 @@ def check_connection() -> bool:
             db.execute_sql("SELECT 1").fetchone()
         return True
     except Exception as exc:  # by contract: any failure is a False, with the reason logged
-        logger.warning("connection check failed: %s", _first_line(exc))
+        logger.warning("connection check failed: %s", first_line(exc))
         return False
 
 

@@ -30,7 +30,7 @@ import asyncio
 import contextlib
 import logging
 
-from monps_store import audit, config, database, errors
+from monps_store import audit, config, database, errors, translate
 from monps_store.aio.pool import AsyncMonpsDatabase
 
 __all__ = ["check_connection", "close_db", "connection", "init_db", "pool_status", "run",
@@ -127,7 +127,7 @@ async def check_connection() -> bool:
             await adb.aexecute_sql("SELECT 1")
         return True
     except Exception as exc:  # by contract: any failure is a False, with the reason logged
-        logger.warning("async connection check failed: %s", database._first_line(exc))
+        logger.warning("async connection check failed: %s", translate.first_line(exc))
         return False
 
 

@@ -27,9 +27,9 @@ from playhouse.pwasyncio import (
 )
 
 from monps_store import config, errors
-from monps_store.database import (
-    _first_line,
+from monps_store.translate import (
     connection_lost,
+    first_line,
     is_disconnect,
     translated_error,
 )
@@ -236,7 +236,7 @@ class AsyncMonpsDatabase(AsyncPostgresqlDatabase):
 
     def _connect_failed(self, exc) -> errors.ConnectFailed:
         return errors.ConnectFailed(
-            f"cannot connect to {self.settings.display_url}: {_first_line(exc)}")
+            f"cannot connect to {self.settings.display_url}: {first_line(exc)}")
 
     async def _release_conn(self, conn):
         self._in_use = max(self._in_use - 1, 0)
@@ -321,7 +321,7 @@ class AsyncMonpsDatabase(AsyncPostgresqlDatabase):
             or isinstance(getattr(exc, "orig", exc),
                           (asyncpg.ConnectionDoesNotExistError, ConnectionError)))
         if dead:
-            self._remember_lost(conn, _first_line(exc))
+            self._remember_lost(conn, first_line(exc))
         return dead
 
     def _remember_lost(self, conn, reason: str) -> None:

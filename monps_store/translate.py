@@ -1,0 +1,71 @@
+"""One mapping from driver errors to the package's, for psycopg2 and asyncpg alike.
+
+    from monps_store import translate
+    error = translate.translated_error(exc, settings)   # StatementTimeout, InvalidValue or None
+    if translate.is_disconnect(exc): ...                 # SQLSTATE says the session is gone
+
+Used by the sync pool (``MonpsDatabase.raise_translated``, also for the ingest's raw COPY
+cursor) and by the async one (``aio.pool``); each decides itself whether its connection died,
+since only it can ask its driver.
+"""
+
+from __future__ import annotations
+
+from monps_store import config, errors
+
+# SQLSTATE classes that mean the session is gone: 08 connection exception, 57P01-57P03
+# admin shutdown / crash shutdown / cannot connect now.
+_DISCONNECT_CODES = ("08", "57P01", "57P02", "57P03")
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's text (peewee's wrapped driver error when there is one)."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def sqlstate(exc: BaseException) -> str:
+    """The SQLSTATE of a driver error (psycopg2's ``pgcode``, asyncpg's ``sqlstate``), also
+    when peewee wrapped it; ``""`` when it has none."""
+    orig = getattr(exc, "orig", None) or exc
+    return getattr(orig, "pgcode", None) or getattr(orig, "sqlstate", None) or ""
+
+
+def is_disconnect(exc: BaseException) -> bool:
+    """Whether the SQLSTATE of ``exc`` says the session is gone."""
+    return sqlstate(exc).startswith(_DISCONNECT_CODES)
+
+
+def connection_lost(exc: BaseException) -> errors.ConnectionLost:
+    return errors.ConnectionLost(
+        f"lost the database connection ({first_line(exc)}); the server rolled back the "
+        "open transaction, if any. The dead connection is discarded: retry the unit of work.")
+
+
+def translated_error(exc: BaseException, settings: config.Settings | None):
+    """The package's error for a driver (or peewee) error that is not a lost connection, or
+    None when the error stays as it is:
+
+    - a statement timeout (57014): :class:`~errors.StatementTimeout`;
+    - a value the server refused (SQLSTATE class 22: overflow, bad syntax for the type, invalid
+      JSON or date) or the driver could not send (NUL, lone surrogates):
+      :class:`~errors.InvalidValue` (a ``peewee.DataError``).
+    """
+    orig = getattr(exc, "orig", None) or exc
+    code = sqlstate(exc)
+    if code == "57014" and "statement timeout" in str(orig):
+        limit = settings.statement_timeout if settings else 0
+        after = f"after DB_STATEMENT_TIMEOUT={limit} ms" if limit else "by statement_timeout"
+        return errors.StatementTimeout(
+            f"statement cancelled {after} ({first_line(orig)}); the open transaction, "
+            "if any, is rolled back. Make the statement cheaper or raise the timeout.")
+    if code.startswith("22"):
+        return errors.InvalidValue(
+            f"the database rejected a value: {first_line(orig)} (SQLSTATE {code}); "
+            "nothing was written by this statement")
+    if isinstance(orig, UnicodeEncodeError) or (
+            isinstance(orig, ValueError) and "NUL (0x00)" in str(orig)):
+        return errors.InvalidValue(
+            f"a text value cannot be sent to PostgreSQL: {orig} (NUL characters and lone "
+            "surrogates cannot be stored); nothing was written by this statement")
+    return None
