@@ -91,6 +91,12 @@ class AsyncBridgeRequired(MonpsStoreError, RuntimeError):
     block the event loop (a lazy foreign key, a query built outside ``aio.run()``)."""
 
 
+class ForeignTaskError(MonpsStoreError, RuntimeError):
+    """``aio.run()`` was called in a task other than the one whose unit of work is open (a task
+    made by ``asyncio.gather``/``create_task`` inherits the audit context but has a connection
+    of its own, outside that transaction)."""
+
+
 class LegacyConnectionError(MonpsStoreError):
     """A legacy psycopg2 connection was lent or borrowed in a way that would lose writes."""
 

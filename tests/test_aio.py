@@ -202,6 +202,28 @@ def test_a_lazy_foreign_key_outside_the_bridge_says_what_to_do(pg, db):
     assert teams.get_by_name("Lyon").team_name == "Lyon"
 
 
+def test_tasks_started_inside_a_unit_of_work_are_refused_instead_of_escaping_it(pg, db):
+    async def scenario():
+        with pytest.raises(errors.ForeignTaskError, match="one after another"):
+            async with aio.unit_of_work(actor="parent"):
+                await aio.run(crud.create, TeamQuantumDNA, team_name="Parent", league="L")
+                await asyncio.gather(
+                    aio.run(crud.create, TeamQuantumDNA, team_name="Child1", league="L"),
+                    aio.run(crud.create, TeamQuantumDNA, team_name="Child2", league="L"))
+
+        async def own_unit(n):  # a task that is its own unit of work is fine anywhere
+            async with aio.unit_of_work(actor=f"own-{n}"):
+                await aio.run(crud.create, TeamQuantumDNA, team_name=f"Own{n}", league="L")
+
+        await asyncio.gather(own_unit(1), own_unit(2))
+        return aio.pool_status()
+
+    status = run_async(pg, scenario)
+    assert status["in_use"] == 0
+    assert rows(pg, "SELECT team_name FROM quantum.team_quantum_dna ORDER BY 1") == [
+        ("Own1",), ("Own2",)]
+
+
 # -- both worlds at once -----------------------------------------------------------------------
 
 

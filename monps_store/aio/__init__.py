@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 
 from monps_store import audit, config, database, errors, translate
@@ -39,6 +40,10 @@ __all__ = ["check_connection", "close_db", "connection", "init_db", "pool_status
 logger = logging.getLogger(__name__)
 
 _db: AsyncMonpsDatabase | None = None
+# The task whose aio.unit_of_work() is open here. Tasks made inside it copy this ContextVar,
+# but not the task's connection: their writes would escape the transaction.
+_unit_task: contextvars.ContextVar[asyncio.Task | None] = contextvars.ContextVar(
+    "monps_store_aio_unit_task", default=None)
 
 
 def _database() -> AsyncMonpsDatabase:
@@ -103,21 +108,37 @@ async def connection():
 async def unit_of_work(actor: str | None = None, reason: str | None = None):
     """One transaction (a savepoint when nested) for this task, with ``actor``/``reason`` for
     its writes; commits on a clean exit, rolls back on an exception or cancellation."""
+    _check_task()
     async with connection() as adb:
         with audit.audit_context(actor, reason):
             async with adb.atomic() as transaction:
-                yield transaction
+                token = _unit_task.set(asyncio.current_task())
+                try:
+                    yield transaction
+                finally:
+                    _unit_task.reset(token)
 
 
 async def run(fn, *args, **kwargs):
     """Run sync ``fn(*args, **kwargs)`` (a repository function, model code) on this task's
     connection, inside its transaction if one is open, and return what it returns."""
     adb = _database()
+    _check_task()
     token = database._routed.set(adb)
     try:
         return await adb.run(fn, *args, **kwargs)
     finally:
         database._routed.reset(token)
+
+
+def _check_task() -> None:
+    owner = _unit_task.get()
+    if owner is not None and owner is not asyncio.current_task():
+        raise errors.ForeignTaskError(
+            "aio.run() or aio.unit_of_work() in a task started inside another task's unit of "
+            "work (asyncio.gather/create_task): that task has its own connection, outside the "
+            "transaction. Await the calls one after another in the unit of work's task, or "
+            "start the tasks outside it, each with a unit of work of its own")
 
 
 async def check_connection() -> bool:
