@@ -236,6 +236,11 @@ def _check_libpq_parameter(key: str, variable: str, where: str = " in the query 
                            "password, sslmode, ...)"]) from None
 
 
+# PostgresqlDatabase options that are not libpq parameters: refused by name in db.init().
+_PEEWEE_OPTIONS = {"isolation_level", "register_unicode", "encoding", "prefer_psycopg3",
+                   "autorollback", "autocommit", "server_side_cursors"}
+
+
 def from_init_params(database: str, **params) -> Settings:
     """Settings for peewee's ``db.init(database, **params)``, read as
     ``PooledPostgresqlDatabase(database, **params)`` reads them: ``database`` is a name or a
@@ -272,6 +277,11 @@ def from_init_params(database: str, **params) -> Settings:
     password = params.pop("password", None)
     if password:
         values["password"] = Secret(str(password))
+    peewee_only = sorted(set(params) & _PEEWEE_OPTIONS)
+    if peewee_only:
+        raise ConfigError([f"{key}: a peewee option db.init() does not take (monps_store "
+                           "connects with psycopg2 in autocommit mode and sets "
+                           "transactions per atomic())" for key in peewee_only])
     extra = list(values.get("params", ()))
     for key, value in params.items():
         _check_libpq_parameter(key, key, where)

@@ -486,6 +486,12 @@ def test_init_refuses_parameters_libpq_does_not_know(pg, db):
         monps_store.db.init(name, isolation_levle="serializable", **params)
 
 
+def test_init_names_the_peewee_options_it_does_not_take(pg, db):
+    name, params = peewee_params(pg.url)
+    with pytest.raises(errors.ConfigError, match="isolation_level: a peewee option"):
+        monps_store.db.init(name, isolation_level="SERIALIZABLE", **params)
+
+
 def test_init_none_leaves_the_database_unconfigured(pg, db):
     monps_store.db.init(None)
     with pytest.raises(errors.NotInitialised):
