@@ -18,6 +18,7 @@ from monps_store.database import (
     init_db,
     pool_status,
 )
+from monps_store.replicas import replica
 from monps_store.uow import unit_of_work
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "errors",
     "init_db",
     "pool_status",
+    "replica",
     "unit_of_work",
 ]
 __version__ = "0.1.0"

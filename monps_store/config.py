@@ -82,6 +82,10 @@ class Settings:
     application_name: str = "monps_store"
     migration_url: Secret | None = None
     source: str = "DB_*"  # where the connection came from: "DATABASE_URL", "DB_*" or "url"
+    # Hot standbys for replica() scopes: each a Settings of its own (pool sizes, timeouts and
+    # application name as the primary's), and the replay lag past which one is skipped.
+    replicas: tuple[Settings, ...] = ()
+    replica_max_lag_ms: int = 1000
 
     def __post_init__(self):
         problems = check_ranges({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
@@ -148,6 +152,8 @@ class Settings:
             "statement_timeout": self.statement_timeout,
             "application_name": self.application_name,
             "migration_url": MASK if self.migration_url else None,
+            "replicas": [replica.display_url for replica in self.replicas],
+            "replica_max_lag_ms": self.replica_max_lag_ms,
         }
 
 
@@ -160,6 +166,7 @@ _NUMERIC = (
     ("DB_POOL_RECYCLE", "pool_recycle", 0),
     ("DB_CONNECT_TIMEOUT", "connect_timeout", 0),
     ("DB_STATEMENT_TIMEOUT", "statement_timeout", 0),
+    ("DB_REPLICA_MAX_LAG_MS", "replica_max_lag_ms", 0),
 )
 
 
@@ -290,6 +297,31 @@ def from_init_params(database: str, **params) -> Settings:
     return Settings(**values)
 
 
+def _replica_fields(urls, variable: str) -> tuple[list[dict], list[str]]:
+    """The connection fields of each URL in ``urls`` (a comma-separated string or a sequence),
+    and the problems found."""
+    if isinstance(urls, str):
+        urls = urls.split(",")
+    found, problems = [], []
+    for number, url in enumerate((u.strip() for u in urls if u and u.strip()), start=1):
+        try:
+            found.append(parse_url(url, f"{variable} (replica {number})"))
+        except ConfigError as exc:
+            problems += exc.problems
+    return found, problems
+
+
+def with_replicas(settings: Settings, urls, variable: str = "DATABASE_REPLICA_URLS") -> Settings:
+    """``settings`` with the hot standbys at ``urls`` (a comma-separated string or a sequence):
+    each takes its connection from its URL and everything else from ``settings``."""
+    found, problems = _replica_fields(urls, variable)
+    if problems:
+        raise ConfigError(problems)
+    return dataclasses.replace(settings, replicas=tuple(
+        dataclasses.replace(settings, **fields, source=variable, replicas=(),
+                            migration_url=None) for fields in found))
+
+
 def from_url(url: str, **overrides) -> Settings:
     """Settings for ``url`` with the defaults for everything else; reads no environment."""
     return Settings(**(parse_url(url) | {"source": "url"} | overrides))
@@ -333,7 +365,9 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file=".env") -> 
         "connect_timeout": env.int("DB_CONNECT_TIMEOUT", 10),
         "statement_timeout": env.int("DB_STATEMENT_TIMEOUT", 0),
         "application_name": env.str("DB_APPLICATION_NAME", "monps_store"),
+        "replica_max_lag_ms": env.int("DB_REPLICA_MAX_LAG_MS", 1000),
     }
+    replica_urls = env.str("DATABASE_REPLICA_URLS", None)
     url = env.str("DATABASE_URL", None)
     migration_url = env.str("MIGRATION_DATABASE_URL", None)
     user, password, name = (env.str(v, None) for v in ("DB_USER", "DB_PASSWORD", "DB_NAME"))
@@ -367,11 +401,14 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file=".env") -> 
         except ConfigError as exc:
             problems += exc.problems
 
+    if replica_urls:
+        problems += _replica_fields(replica_urls, "DATABASE_REPLICA_URLS")[1]
     problems += check_ranges(values)
     if problems:
         raise ConfigError(sorted(set(problems)))
-    return Settings(**values)
+    settings = Settings(**values)
+    return with_replicas(settings, replica_urls) if replica_urls else settings
 
 
 # A blank URL in a .env copied from .env.example means "not set", not "invalid".
-_BLANK_IS_UNSET = {"DATABASE_URL", "MIGRATION_DATABASE_URL"}
+_BLANK_IS_UNSET = {"DATABASE_URL", "MIGRATION_DATABASE_URL", "DATABASE_REPLICA_URLS"}

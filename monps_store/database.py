@@ -67,6 +67,14 @@ def routed(default: peewee.Database) -> peewee.Database:
     return default
 
 
+def wal_position(text: str | None) -> int:
+    """A ``pg_lsn`` text (``'16/B374D848'``) as an integer, for comparisons; 0 for None."""
+    if not text:
+        return 0
+    high, _, low = text.partition("/")
+    return (int(high, 16) << 32) | int(low, 16)
+
+
 def active_settings() -> config.Settings | None:
     """The settings of the database in use here (sync, or async inside ``aio.run()``)."""
     return (_routed.get() or db).settings
@@ -122,6 +130,8 @@ class MonpsDatabase(PooledPostgresqlDatabase):
     def __init__(self, database=None, *, thread_safe=True, autoconnect=True, field_types=None,
                  operations=None, **params):
         self.settings: config.Settings | None = None
+        self.commit_position = 0  # WAL position after this process's last commit (replicas)
+        self._position_unknown = False
         self._pool_size = 0
         self._echo = False
         self._open_keys = set()  # every connection this pool has opened and not yet closed
@@ -343,7 +353,7 @@ class MonpsDatabase(PooledPostgresqlDatabase):
         except errors.MonpsStoreError:
             raise  # already the package's own (a lost connection noticed before sending)
         except (peewee.OperationalError, peewee.InterfaceError, peewee.DataError,
-                ValueError) as exc:
+                peewee.InternalError, ValueError) as exc:
             self.raise_translated(exc)
             raise
 
@@ -374,13 +384,42 @@ class MonpsDatabase(PooledPostgresqlDatabase):
         if self._state.lost:
             raise errors.ConnectionLost("cannot commit: the database connection was lost")
         try:
-            return super().commit()
+            result = super().commit()
         except errors.MonpsStoreError:
             raise
         except (peewee.OperationalError, peewee.InterfaceError) as exc:
             if self._lost(exc):
                 self._raise_lost(exc)
             raise
+        if self.settings is not None and self.settings.replicas:
+            self._note_commit_position()
+        return result
+
+    def _note_commit_position(self):
+        # Read-your-writes on replicas: the WAL position just after this commit, which a
+        # replica must have replayed before it may serve this process (one round trip, only
+        # when replicas are configured). If it cannot be read, the commit still stands: the
+        # next replica scope asks the primary for its position instead.
+        try:
+            cursor = self.cursor()
+            cursor.execute("SELECT pg_current_wal_insert_lsn()::text")
+            position = wal_position(cursor.fetchone()[0])
+        except Exception:  # the commit succeeded; only the position is unknown
+            logger.debug("could not read the WAL position after a commit", exc_info=True)
+            self._position_unknown = True
+            return
+        with self._pool_lock:
+            self.commit_position = max(self.commit_position, position)
+
+    def required_position(self) -> int:
+        """The WAL position a replica must have replayed before it may serve this process."""
+        if self._position_unknown:
+            with connection():
+                text = self.execute_sql("SELECT pg_current_wal_lsn()::text").fetchone()[0]
+            with self._pool_lock:
+                self.commit_position = max(self.commit_position, wal_position(text))
+                self._position_unknown = False
+        return self.commit_position
 
     def rollback(self):
         if self._state.lost:
@@ -433,10 +472,21 @@ def _replace(settings, overrides):
     return dataclasses.replace(settings, **overrides)
 
 
+# Pools that live beside db's (the replicas'): closed by close_db(), shown by pool_status().
+# (A module above this one registers itself here, so this one never imports it.)
+_companions: dict[str, tuple] = {}  # pool_status key -> (close function, status function)
+
+
+def register_companion(key: str, close, status) -> None:
+    _companions[key] = (close, status)
+
+
 def close_db() -> None:
     """Close every pooled connection (a cron job's last step). ``init_db`` settings are kept."""
     if not db.deferred:
         db.close_all()
+    for close, _status in _companions.values():
+        close()
 
 
 class connection:
@@ -480,8 +530,12 @@ def check_connection() -> bool:
 
 
 def pool_status() -> dict:
-    """Public pool figures: max_connections, in_use, idle, available, saturated, counters."""
-    return db.pool_status()
+    """Public pool figures: max_connections, in_use, idle, available, saturated, counters;
+    ``replicas``: one entry per replica pool."""
+    status = db.pool_status()
+    for key, (_close, figures) in _companions.items():
+        status[key] = figures()
+    return status
 
 
 def server_version() -> str:

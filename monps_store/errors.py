@@ -91,6 +91,11 @@ class AsyncBridgeRequired(MonpsStoreError, RuntimeError):
     block the event loop (a lazy foreign key, a query built outside ``aio.run()``)."""
 
 
+class ReplicaWriteRefused(MonpsStoreError, peewee.InternalError):
+    """A statement inside ``replica()`` tried to write; the scope is read-only (on a replica
+    and on the primary serving in its place alike), so nothing was written."""
+
+
 class ForeignTaskError(MonpsStoreError, RuntimeError):
     """``aio.run()`` was called in a task other than the one whose unit of work is open (a task
     made by ``asyncio.gather``/``create_task`` inherits the audit context but has a connection

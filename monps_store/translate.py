@@ -47,6 +47,8 @@ def translated_error(exc: BaseException, settings: config.Settings | None):
     None when the error stays as it is:
 
     - a statement timeout (57014): :class:`~errors.StatementTimeout`;
+    - a write in a read-only transaction (25006, a ``replica()`` scope):
+      :class:`~errors.ReplicaWriteRefused`;
     - a value the server refused (SQLSTATE class 22: overflow, bad syntax for the type, invalid
       JSON or date) or the driver could not send (NUL, lone surrogates):
       :class:`~errors.InvalidValue` (a ``peewee.DataError``).
@@ -59,6 +61,10 @@ def translated_error(exc: BaseException, settings: config.Settings | None):
         return errors.StatementTimeout(
             f"statement cancelled {after} ({first_line(orig)}); the open transaction, "
             "if any, is rolled back. Make the statement cheaper or raise the timeout.")
+    if code == "25006":  # read_only_sql_transaction: the replica() scope
+        return errors.ReplicaWriteRefused(
+            f"a write inside replica(), which is read-only ({first_line(orig)}); nothing was "
+            "written. Write in a unit_of_work() on the primary instead.")
     if code.startswith("22"):
         return errors.InvalidValue(
             f"the database rejected a value: {first_line(orig)} (SQLSTATE {code}); "

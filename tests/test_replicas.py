@@ -1,0 +1,169 @@
+"""Reads on a real hot standby (tests/replication.py): routing, read-your-writes, lag, a
+stopped replica, and no write ever reaching a replica."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+
+import monps_store
+from monps_store import config, database, errors, replicas
+from monps_store.migrate import Migrations
+from monps_store.models import TeamQuantumDNA
+from monps_store.repositories import crud, teams
+from tests.replication import primary_and_standby
+
+
+@pytest.fixture(scope="module")
+def pair():
+    with primary_and_standby() as pair:
+        with Migrations.open(config.from_url(pair.primary_url)) as migrations:
+            migrations.apply()
+        pair.wait_replayed()
+        yield pair
+
+
+@pytest.fixture
+def replicated(pair):
+    """The package on the primary with the standby as its replica; the standby replaying and
+    the tables empty afterwards."""
+
+    def init(**settings):
+        base = config.from_url(pair.primary_url, application_name="monps_replica_test",
+                               pool_timeout=5, connect_timeout=2, **settings)
+        return monps_store.init_db(config.with_replicas(base, [pair.standby_url]))
+
+    yield init
+    monps_store.close_db()
+    if not (pair.standby_dir / "postmaster.pid").exists():
+        pair.start_standby()
+    pair.resume_replay()
+    pair.sql(pair.primary_url, "TRUNCATE quantum.team_quantum_dna CASCADE")
+    pair.wait_replayed()
+    replicas.RETRY_SECONDS = 2.0
+
+
+def served_by_replica() -> bool:
+    return database.current().execute_sql("SELECT pg_is_in_recovery()").fetchone()[0]
+
+
+def names() -> list[str]:
+    return sorted(t.team_name for t in teams.get_by_league("L"))
+
+
+def test_reads_go_to_the_replica_yet_see_this_processs_own_commits(pair, replicated):
+    replicated(replica_max_lag_ms=600_000)
+    pair.pause_replay()
+    # Another session's commit: the paused replica has not replayed it.
+    pair.sql(pair.primary_url, "INSERT INTO quantum.team_quantum_dna (team_name, league) "
+                               "VALUES ('Other', 'L')")
+    with monps_store.replica():
+        assert served_by_replica()
+        assert names() == []
+    # This process's own commit: the replica is behind it, so the primary serves.
+    with monps_store.unit_of_work(actor="writer"):
+        crud.create(TeamQuantumDNA, team_name="Mine", league="L")
+    with monps_store.replica():
+        assert not served_by_replica()
+        assert names() == ["Mine", "Other"]
+    pair.resume_replay()
+    pair.wait_replayed()
+    with monps_store.replica():  # caught up: the replica serves again
+        assert served_by_replica()
+        assert names() == ["Mine", "Other"]
+    status = monps_store.pool_status()
+    assert status["in_use"] == 0
+    (replica_status,) = status["replicas"]
+    assert (replica_status["state"], replica_status["in_use"]) == ("ok", 0)
+    assert replica_status["url"].endswith(f":{pair.standby_port}/postgres")
+
+
+def test_another_sessions_later_commit_does_not_hold_this_process_back(pair, replicated):
+    replicated(replica_max_lag_ms=600_000)
+    with monps_store.unit_of_work(actor="writer"):
+        crud.create(TeamQuantumDNA, team_name="Mine", league="L")
+    pair.wait_replayed()
+    pair.pause_replay()
+    pair.sql(pair.primary_url, "INSERT INTO quantum.team_quantum_dna (team_name, league) "
+                               "VALUES ('Other', 'L')")
+    with monps_store.replica():  # the replica has this process's commit: it serves
+        assert served_by_replica()
+        assert names() == ["Mine"]
+
+
+def test_a_replica_past_the_lag_limit_leaves_reads_to_the_primary(pair, replicated, caplog):
+    replicated(replica_max_lag_ms=200)
+    pair.pause_replay()
+    pair.sql(pair.primary_url, "INSERT INTO quantum.team_quantum_dna (team_name, league) "
+                               "VALUES ('Other', 'L')")
+    time.sleep(0.5)
+    with caplog.at_level(logging.WARNING, logger="monps_store.replicas"):
+        for _ in range(3):
+            with monps_store.replica():
+                assert not served_by_replica()
+                assert names() == ["Other"]
+    lagging = [r for r in caplog.records if "lagging" in r.getMessage()]
+    assert len(lagging) == 1  # a state change is logged once, not per scope
+    assert monps_store.pool_status()["replicas"][0]["state"] == "lagging"
+    pair.resume_replay()
+    pair.wait_replayed()
+    with monps_store.replica():
+        assert served_by_replica()
+
+
+def test_a_stopped_replica_leaves_reads_to_the_primary_until_it_is_back(pair, replicated):
+    replicated()
+    replicas.RETRY_SECONDS = 0.2
+    pair.stop_standby()
+    for _ in range(3):
+        with monps_store.replica():
+            assert not served_by_replica()
+            assert names() == []
+    assert monps_store.pool_status()["replicas"][0]["state"] == "unreachable"
+    pair.start_standby()
+    time.sleep(0.3)
+    with monps_store.replica():
+        assert served_by_replica()
+
+
+@pytest.mark.parametrize("on", ["replica", "primary"])
+def test_a_write_inside_replica_is_refused_and_changes_nothing(pair, replicated, on):
+    replicated(replica_max_lag_ms=600_000)
+    if on == "primary":
+        pair.stop_standby()
+    with pytest.raises(errors.ReplicaWriteRefused, match="read-only"):
+        with monps_store.replica():
+            assert served_by_replica() is (on == "replica")
+            crud.create(TeamQuantumDNA, team_name="Written", league="L")
+    with pytest.raises(errors.ReplicaWriteRefused):
+        with monps_store.replica():
+            database.current().execute_sql(
+                "UPDATE quantum.team_quantum_dna SET league = 'x'")
+    assert pair.sql(pair.primary_url, "SELECT count(*) FROM quantum.team_quantum_dna") == [(0,)]
+    assert monps_store.pool_status()["in_use"] == 0
+
+
+def test_replica_inside_an_open_transaction_is_refused(pair, replicated):
+    replicated()
+    with monps_store.unit_of_work():
+        with pytest.raises(errors.MonpsStoreError, match="open transaction"):
+            with monps_store.replica():
+                pass
+
+
+def test_replica_urls_are_read_and_masked_like_database_url():
+    settings = config.load_settings({
+        "DATABASE_URL": "postgresql://app:primary-secret@db/monps",
+        "DATABASE_REPLICA_URLS": "postgresql://app:replica-secret@r1/monps , "
+                                 "postgresql://app:replica-secret@r2:6432/monps",
+        "DB_REPLICA_MAX_LAG_MS": "250"}, None)
+    assert [r.display_url for r in settings.replicas] == [
+        "postgresql://app:***@r1:5432/monps", "postgresql://app:***@r2:6432/monps"]
+    assert settings.replica_max_lag_ms == 250
+    for text in (repr(settings), str(settings.describe())):
+        assert "replica-secret" not in text and "primary-secret" not in text
+    with pytest.raises(errors.ConfigError, match=r"DATABASE_REPLICA_URLS \(replica 2\)"):
+        config.load_settings({"DATABASE_URL": "postgresql://a@db/m",
+                              "DATABASE_REPLICA_URLS": "postgresql://a@r/m,mysql://a@r/m"}, None)
