@@ -87,6 +87,13 @@ def check(obj: Context, as_json: bool) -> int:
             report["drift"] = drift.compare(db)
         report["ok"] = not report["drift"]
     report["pool"] = database.pool_status()
+    if settings.replicas:
+        from monps_store import replicas
+
+        report["replicas"] = replicas.check()
+        # A replica that cannot serve is a problem to see; reads still go to the primary.
+        if any(not r["reachable"] or not r["in_recovery"] for r in report["replicas"]):
+            report["ok"] = False
 
     if as_json:
         click.echo(json.dumps(report, indent=2, default=str))
@@ -116,6 +123,14 @@ def _print_check(report: dict) -> None:
     click.echo("pool        " + " ".join(
         f"{k}={pool[k]}" for k in ("max_connections", "in_use", "idle", "available", "opened",
                                    "dead_discarded", "exhausted")))
+    for replica in report.get("replicas", ()):
+        if not replica["reachable"]:
+            click.echo(f"replica     FAILED  {replica['url']}: {replica['error']}")
+        elif not replica["in_recovery"]:
+            click.echo(f"replica     NOT A STANDBY (not in recovery)  {replica['url']}")
+        else:
+            click.echo(f"replica     ok, in recovery, lag {replica['lag_ms']} ms  "
+                       f"{replica['url']}")
 
 
 # -- data ----------------------------------------------------------------------------------

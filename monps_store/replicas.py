@@ -122,6 +122,23 @@ class _Replicas:
         return [member.status() for member in self.members()]
 
 
+def check() -> list[dict]:
+    """Each configured replica as ``check`` reports it: reachable, in recovery, replay lag
+    (ms) and replayed WAL position, or the error. Never raises for a replica's failure."""
+    report = []
+    for member in _replicas.members():
+        entry = {"url": member.settings.display_url}
+        try:
+            with member.db.connection_context():
+                in_recovery, replayed, lag_ms = member.db.execute_sql(_HEALTH).fetchone()
+            entry |= {"reachable": True, "in_recovery": in_recovery,
+                      "lag_ms": round(float(lag_ms), 1), "replayed": replayed}
+        except errors.MonpsStoreError as exc:
+            entry |= {"reachable": False, "error": database.first_line(exc)}
+        report.append(entry)
+    return report
+
+
 _replicas = _Replicas()
 database.register_companion("replicas", _replicas.close_all, _replicas.status)
 

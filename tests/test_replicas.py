@@ -3,7 +3,9 @@ stopped replica, and no write ever reaching a replica."""
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import time
 
 import pytest
@@ -167,3 +169,23 @@ def test_replica_urls_are_read_and_masked_like_database_url():
     with pytest.raises(errors.ConfigError, match=r"DATABASE_REPLICA_URLS \(replica 2\)"):
         config.load_settings({"DATABASE_URL": "postgresql://a@db/m",
                               "DATABASE_REPLICA_URLS": "postgresql://a@r/m,mysql://a@r/m"}, None)
+
+
+def test_check_reports_each_replica_in_text_and_json(pair, replicated, tmp_path):
+    from tests.test_cli import cli
+
+    down = "postgresql://postgres:replica-canary@127.0.0.1:1/postgres"
+    env = {"DATABASE_URL": pair.primary_url, "DB_CONNECT_TIMEOUT": "2",
+           "DATABASE_REPLICA_URLS": f"{pair.standby_url},{down}"}
+    text = cli("check", env=env, cwd=tmp_path)
+    assert text.returncode == 1  # one replica cannot serve
+    standby = re.escape(pair.standby_url)
+    assert re.search(rf"^replica     ok, in recovery, lag [0-9.]+ ms  {standby}$", text.stdout,
+                     re.M), text.stdout
+    assert "replica     FAILED  postgresql://postgres:***@127.0.0.1:1/postgres" in text.stdout
+    report = json.loads(cli("check", "--json", env=env, cwd=tmp_path).stdout)
+    assert [(r["reachable"], r.get("in_recovery")) for r in report["replicas"]] == [
+        (True, True), (False, None)]
+    assert "replica-canary" not in text.stdout + text.stderr + json.dumps(report)
+    env["DATABASE_REPLICA_URLS"] = pair.standby_url
+    assert cli("check", env=env, cwd=tmp_path).returncode == 0
