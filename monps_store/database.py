@@ -408,6 +408,11 @@ class MonpsDatabase(PooledPostgresqlDatabase):
             logger.debug("could not read the WAL position after a commit", exc_info=True)
             self._position_unknown = True
             return
+        self.note_position(position)
+
+    def note_position(self, position: int) -> None:
+        """Record a WAL position this process committed at (the async API reports its
+        commits here too): replicas must have replayed it before they serve."""
         with self._pool_lock:
             self.commit_position = max(self.commit_position, position)
 

@@ -3,6 +3,7 @@ stopped replica, and no write ever reaching a replica."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -11,7 +12,7 @@ import time
 import pytest
 
 import monps_store
-from monps_store import config, database, errors, replicas
+from monps_store import aio, config, database, errors, replicas
 from monps_store.migrate import Migrations
 from monps_store.models import TeamQuantumDNA
 from monps_store.repositories import crud, teams
@@ -189,3 +190,64 @@ def test_check_reports_each_replica_in_text_and_json(pair, replicated, tmp_path)
     assert "replica-canary" not in text.stdout + text.stderr + json.dumps(report)
     env["DATABASE_REPLICA_URLS"] = pair.standby_url
     assert cli("check", env=env, cwd=tmp_path).returncode == 0
+
+
+# -- the async API -----------------------------------------------------------------------------
+
+
+def async_served_by_replica():
+    return aio.run(lambda: database.current().execute_sql(
+        "SELECT pg_is_in_recovery()").fetchone()[0])
+
+
+def run_on_replicas(pair, scenario, **settings):
+    async def main():
+        base = config.from_url(pair.primary_url, application_name="monps_replica_test",
+                               pool_timeout=5, connect_timeout=2, **settings)
+        await aio.init_db(config.with_replicas(base, [pair.standby_url]))
+        try:
+            return await scenario()
+        finally:
+            await aio.close_db()
+
+    return asyncio.run(main())
+
+
+def test_async_reads_go_to_the_replica_yet_see_the_tasks_own_commits(pair, replicated):
+    pair.pause_replay()
+    pair.sql(pair.primary_url, "INSERT INTO quantum.team_quantum_dna (team_name, league) "
+                               "VALUES ('Other', 'L')")
+
+    async def scenario():
+        seen = []
+        async with aio.replica():
+            seen.append((await async_served_by_replica(), await aio.run(names)))
+        async with aio.unit_of_work(actor="async-writer"):
+            await aio.run(crud.create, TeamQuantumDNA, team_name="Mine", league="L")
+        async with aio.replica():
+            seen.append((await async_served_by_replica(), await aio.run(names)))
+            with pytest.raises(errors.ReplicaWriteRefused):
+                async with aio.unit_of_work():  # a savepoint of the read-only scope
+                    await aio.run(crud.create, TeamQuantumDNA, team_name="No", league="L")
+        await asyncio.to_thread(pair.resume_replay)
+        await asyncio.to_thread(pair.wait_replayed)
+        async with aio.replica():
+            seen.append((await async_served_by_replica(), await aio.run(names)))
+        status = aio.pool_status()
+        return seen, status
+
+    seen, status = run_on_replicas(pair, scenario, replica_max_lag_ms=600_000)
+    assert seen == [(True, []), (False, ["Mine", "Other"]), (True, ["Mine", "Other"])]
+    assert status["in_use"] == 0 and status["replicas"][0]["in_use"] == 0
+    assert status["replicas"][0]["state"] == "ok"
+
+
+def test_async_reads_fall_back_to_the_primary_when_the_replica_is_stopped(pair, replicated):
+    pair.stop_standby()
+
+    async def scenario():
+        async with aio.replica():
+            served = await async_served_by_replica()
+        return served, aio.pool_status()["replicas"][0]["state"]
+
+    assert run_on_replicas(pair, scenario) == (False, "unreachable")

@@ -33,24 +33,34 @@ import logging
 
 from monps_store import audit, config, database, errors, translate
 from monps_store.aio.pool import AsyncMonpsDatabase
+from monps_store.aio.replicas import Replicas
 
-__all__ = ["check_connection", "close_db", "connection", "init_db", "pool_status", "run",
-           "unit_of_work"]
+__all__ = ["check_connection", "close_db", "connection", "init_db", "pool_status", "replica",
+           "run", "unit_of_work"]
 
 logger = logging.getLogger(__name__)
 
 _db: AsyncMonpsDatabase | None = None
+_replicas: Replicas | None = None
+# The database of this task's aio.replica() scope (a replica, or the primary read-only).
+_scope_db: contextvars.ContextVar[AsyncMonpsDatabase | None] = contextvars.ContextVar(
+    "monps_store_aio_scope_db", default=None)
 # The task whose aio.unit_of_work() is open here. Tasks made inside it copy this ContextVar,
 # but not the task's connection: their writes would escape the transaction.
 _unit_task: contextvars.ContextVar[asyncio.Task | None] = contextvars.ContextVar(
     "monps_store_aio_unit_task", default=None)
 
 
-def _database() -> AsyncMonpsDatabase:
+def _primary() -> AsyncMonpsDatabase:
     if _db is None:
         raise errors.NotInitialised(
             "monps_store.aio is not initialised: await monps_store.aio.init_db() first")
     return _db
+
+
+def _database() -> AsyncMonpsDatabase:
+    """The database this task uses now: its replica() scope's, else the primary."""
+    return _scope_db.get() or _primary()
 
 
 def _refuse_outside_bridge() -> None:
@@ -68,21 +78,24 @@ async def init_db(settings: config.Settings | None = None, *, url: str | None = 
     """Configure the async database as :func:`monps_store.init_db` configures the sync one
     (same settings, environment and overrides); closes a previous async pool. Opens no
     connection. Returns the settings."""
-    global _db
+    global _db, _replicas
     if settings is None:
         settings = config.from_url(url) if url is not None else config.load_settings()
     if overrides:
         settings = database._replace(settings, overrides)
-    if _db is not None:
-        await _db.close_pool()
+    await close_db()
     _db = AsyncMonpsDatabase(settings)
+    _replicas = Replicas(_db)
     database.outside_bridge = _refuse_outside_bridge
     return settings
 
 
 async def close_db() -> None:
     """Close the async pool (the end of the application's lifespan)."""
-    global _db
+    global _db, _replicas
+    if _replicas is not None:
+        await _replicas.close()
+        _replicas = None
     if _db is not None:
         await _db.close_pool()
         _db = None
@@ -117,6 +130,36 @@ async def unit_of_work(actor: str | None = None, reason: str | None = None):
                     yield transaction
                 finally:
                     _unit_task.reset(token)
+
+
+@contextlib.asynccontextmanager
+async def replica():
+    """A read-only scope for this task on a replica fit to serve, else on the primary: the
+    rules of :func:`monps_store.replica` (read-your-writes by WAL position, lag limit, a
+    stopped replica skipped, a write raising ReplicaWriteRefused). Nested scopes share it."""
+    primary = _primary()
+    current = _scope_db.get()
+    if current is not None:
+        yield current
+        return
+    if primary.in_transaction():
+        raise errors.MonpsStoreError(
+            "aio.replica() inside an open transaction on the primary: its reads would miss "
+            "the transaction's own writes. Read before or after the unit of work")
+    member = await _replicas.choose()
+    target = member.db if member is not None else primary
+    opened = target.is_closed()
+    if opened:
+        await target.aconnect()
+    token = _scope_db.set(target)
+    try:
+        async with target.atomic():
+            await target.aexecute_sql("SET TRANSACTION READ ONLY")
+            yield target
+    finally:
+        _scope_db.reset(token)
+        if (member is not None or opened) and not target.is_closed():
+            await target.aclose()
 
 
 async def run(fn, *args, **kwargs):
@@ -156,4 +199,4 @@ def pool_status() -> dict:
     """The async pool's figures, with the same keys as :func:`monps_store.pool_status`."""
     if _db is None:
         return {"configured": False}
-    return _db.pool_status()
+    return {**_db.pool_status(), "replicas": _replicas.status()}

@@ -27,6 +27,8 @@ from playhouse.pwasyncio import (
 )
 
 from monps_store import config, errors
+from monps_store.database import db as sync_db
+from monps_store.database import wal_position
 from monps_store.translate import (
     connection_lost,
     first_line,
@@ -126,6 +128,9 @@ class _Atomic(AsyncPgAtomic):
         except Exception as exc:
             self.db.raise_translated(conn, exc)
             raise
+        if not self.db._state.transactions and self.db.settings.replicas:
+            await self.db.note_commit_position(conn)
+
 
     async def arollback(self, begin=True):
         conn = self.db._state.conn
@@ -259,6 +264,16 @@ class AsyncMonpsDatabase(AsyncPostgresqlDatabase):
             await conn.close()  # its pool was closed or replaced
             return
         await self._pool_release(conn)
+
+    async def note_commit_position(self, conn) -> None:
+        # Read-your-writes on replicas, as the sync pool does after each commit.
+        try:
+            text = await conn.conn.fetchval("SELECT pg_current_wal_insert_lsn()::text")
+        except Exception:  # the commit stands; the next replica scope asks the primary
+            logger.debug("could not read the WAL position after a commit", exc_info=True)
+            sync_db._position_unknown = True
+            return
+        sync_db.note_position(wal_position(text))
 
     def pool_status(self) -> dict:
         pool = self._pool
