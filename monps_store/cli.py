@@ -85,6 +85,7 @@ def check(obj: Context, as_json: bool) -> int:
 
         with database.connection() as db:
             report["drift"] = drift.compare(db)
+            report["warnings"] = _pooler_warnings(db, settings)
         report["ok"] = not report["drift"]
     report["pool"] = database.pool_status()
     if settings.replicas:
@@ -100,6 +101,21 @@ def check(obj: Context, as_json: bool) -> int:
     else:
         _print_check(report)
     return EXIT_OK if report["ok"] else EXIT_PROBLEM
+
+
+def _pooler_warnings(db, settings) -> list[str]:
+    """A pooler in front shows when, connected over TCP, the server's side of the session is
+    a unix socket or another port (a connection over a unix socket tells nothing)."""
+    if settings.pooler != "none" or not settings.host or settings.host.startswith("/"):
+        return []
+    port = db.execute_sql("SELECT inet_server_port()").fetchone()[0]
+    if port == settings.port:
+        return []
+    where = "a unix socket" if port is None else f"port {port}"
+    return [f"connected to port {settings.port} over TCP but the server sees the session on "
+            f"{where}: a pooler (PgBouncer?) or a port forward sits in front. Behind PgBouncer "
+            "in transaction mode set DB_POOLER=pgbouncer, or session settings, startup options "
+            "and prepared statements will leak or fail"]
 
 
 def _print_check(report: dict) -> None:
@@ -123,6 +139,8 @@ def _print_check(report: dict) -> None:
     click.echo("pool        " + " ".join(
         f"{k}={pool[k]}" for k in ("max_connections", "in_use", "idle", "available", "opened",
                                    "dead_discarded", "exhausted")))
+    for warning in report.get("warnings", ()):
+        click.echo(f"warning     {warning}")
     for replica in report.get("replicas", ()):
         if not replica["reachable"]:
             click.echo(f"replica     FAILED  {replica['url']}: {replica['error']}")

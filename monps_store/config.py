@@ -86,6 +86,9 @@ class Settings:
     # application name as the primary's), and the replay lag past which one is skipped.
     replicas: tuple[Settings, ...] = ()
     replica_max_lag_ms: int = 1000
+    # "pgbouncer": a transaction-mode pooler sits in front, so no session state is kept (no
+    # startup options: the statement timeout is SET LOCAL in each transaction).
+    pooler: str = "none"
 
     def __post_init__(self):
         problems = check_ranges({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
@@ -113,8 +116,9 @@ class Settings:
             params["password"] = self.password.reveal()
         params["connect_timeout"] = self.connect_timeout
         params["application_name"] = self.application_name
-        if self.statement_timeout:
-            # A startup option costs no round trip and covers every statement of the session.
+        if self.statement_timeout and self.pooler == "none":
+            # A startup option costs no round trip and covers every statement of the session
+            # (behind PgBouncer it would be refused or dropped: SET LOCAL per transaction).
             option = f"-c statement_timeout={self.statement_timeout}"
             params["options"] = f"{params['options']} {option}" if "options" in params else option
         return params
@@ -154,8 +158,11 @@ class Settings:
             "migration_url": MASK if self.migration_url else None,
             "replicas": [replica.display_url for replica in self.replicas],
             "replica_max_lag_ms": self.replica_max_lag_ms,
+            "pooler": self.pooler,
         }
 
+
+POOLERS = ("none", "pgbouncer")
 
 # (variable, Settings field, minimum) for the numeric settings.
 _NUMERIC = (
@@ -177,6 +184,8 @@ def check_ranges(values: Mapping) -> list[str]:
         value = values.get(field)
         if value is not None and value < minimum:
             problems.append(f"{var}: must be at least {minimum}")
+    if values.get("pooler") not in (None, *POOLERS):
+        problems.append(f"DB_POOLER: must be one of {', '.join(POOLERS)}")
     if values.get("port") is not None and values["port"] > 65535:
         problems.append("DB_PORT: must be at most 65535")
     name = values.get("application_name")
@@ -366,6 +375,7 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file=".env") -> 
         "statement_timeout": env.int("DB_STATEMENT_TIMEOUT", 0),
         "application_name": env.str("DB_APPLICATION_NAME", "monps_store"),
         "replica_max_lag_ms": env.int("DB_REPLICA_MAX_LAG_MS", 1000),
+        "pooler": env.str("DB_POOLER", "none").strip().lower(),
     }
     replica_urls = env.str("DATABASE_REPLICA_URLS", None)
     url = env.str("DATABASE_URL", None)

@@ -372,7 +372,12 @@ class MonpsDatabase(PooledPostgresqlDatabase):
 
     def begin(self, *args, **kwargs):
         try:
-            return super().begin(*args, **kwargs)
+            super().begin(*args, **kwargs)
+            settings = self.settings
+            if settings is not None and settings.pooler != "none" and settings.statement_timeout:
+                # Behind a transaction-mode pooler: the timeout for this transaction only.
+                self.cursor().execute(
+                    f"SET LOCAL statement_timeout = {int(settings.statement_timeout)}")
         except errors.MonpsStoreError:
             raise
         except (peewee.OperationalError, peewee.InterfaceError) as exc:

@@ -279,6 +279,11 @@ def _fix_generated(path: Path) -> None:
 def connect(settings: config.Settings) -> peewee.PostgresqlDatabase:
     """A plain (unpooled) database for migration commands: ``MIGRATION_DATABASE_URL`` when set,
     else the application settings."""
+    if settings.pooler != "none" and not settings.migration_url:
+        raise errors.MigrationError(
+            "DB_POOLER=pgbouncer: migration commands need a session of their own (advisory "
+            "lock, one transaction per migration); set MIGRATION_DATABASE_URL to the server "
+            "itself, not to the pooler")
     if settings.migration_url:
         settings = config.from_url(settings.migration_url.reveal(),
                                    connect_timeout=settings.connect_timeout,

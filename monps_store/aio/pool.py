@@ -82,7 +82,11 @@ def connect_kwargs(settings: config.Settings) -> dict:
                                   "driver (asyncpg takes sslmode and target_session_attrs)"
                                   for key in unsupported])
     server_settings = {"application_name": settings.application_name}
-    if settings.statement_timeout:
+    if settings.pooler != "none":
+        # A transaction-mode pooler: no prepared statement outlives its transaction's server
+        # connection (unnamed statements instead), no session settings at startup.
+        kwargs["statement_cache_size"] = 0
+    elif settings.statement_timeout:
         server_settings["statement_timeout"] = str(settings.statement_timeout)
     kwargs["server_settings"] = server_settings
     return {key: value for key, value in kwargs.items() if value is not None}
@@ -113,8 +117,14 @@ class _Atomic(AsyncPgAtomic):
         conn = self.db._state.conn
         if conn is not None and conn.lost and self.db.in_transaction():
             raise self.db.lost_earlier()
+        outermost = not self.db.in_transaction()
         try:
-            return await super()._abegin()
+            transaction = await super()._abegin()
+            settings = self.db.settings
+            if outermost and settings.pooler != "none" and settings.statement_timeout:
+                await self.db._state.conn.conn.execute(
+                    f"SET LOCAL statement_timeout = {int(settings.statement_timeout)}")
+            return transaction
         except Exception as exc:
             self.db.raise_translated(self.db._state.conn, exc)
             raise
