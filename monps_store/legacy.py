@@ -170,6 +170,12 @@ def borrow_connection():
                 _mark_if_altered(raw)
 
 
+# Parameters PgBouncer itself sets on a server connection for each client it links to it
+# (from the client's startup packet): a session source there is not a leak.
+_TRACKED = {"application_name", "client_encoding", "datestyle", "timezone",
+            "standard_conforming_strings", "intervalstyle"}
+
+
 def _mark_if_altered(raw) -> None:
     """Flag the connection for disposal if legacy code changed its session settings."""
     if raw.closed or raw.autocommit is not True:
@@ -177,7 +183,18 @@ def _mark_if_altered(raw) -> None:
         return
     if raw.get_transaction_status() == psycopg2.extensions.TRANSACTION_STATUS_INERROR:
         return  # the transaction will be rolled back, and a SET inside it with it
+    settings = db.settings
+    pooled = settings is not None and settings.pooler != "none"
+    # The package's own SET LOCAL behind a pooler is not a change (it ends with the transaction).
+    ours = ({"statement_timeout": str(settings.statement_timeout)}
+            if pooled and settings.statement_timeout else {})
     with raw.cursor() as cursor:
-        cursor.execute("SELECT EXISTS (SELECT 1 FROM pg_settings WHERE source = 'session')")
-        if cursor.fetchone()[0]:
+        cursor.execute("SELECT name, setting FROM pg_settings WHERE source = 'session'")
+        changed = [name for name, value in cursor.fetchall()
+                   if ours.get(name) != value and not (pooled and name.lower() in _TRACKED)]
+        if changed:
             db._state.tainted = True
+            if pooled:
+                # Closing our connection to PgBouncer would leave the change on the server
+                # connection it hands to the next client: undo it in this transaction.
+                cursor.execute("RESET ALL")

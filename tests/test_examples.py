@@ -17,8 +17,8 @@ def test_readme_shows_the_example_verbatim(example):
     assert example.read_text() in (ROOT / "README.md").read_text()
 
 
-def run(example, url):
-    env = {"PATH": os.environ.get("PATH", ""), "DATABASE_URL": url}
+def run(example, url, **extra):
+    env = {"PATH": os.environ.get("PATH", ""), "DATABASE_URL": url} | extra
     return subprocess.run([sys.executable, str(example)], env=env, capture_output=True,
                           text=True, timeout=120)
 
@@ -81,3 +81,15 @@ def test_the_fastapi_example_serves_requests_in_units_of_work(pg, db, monkeypatc
     assert pairs.json() == [{"home": "Lyon", "away": "Nice", "friction_score": "80.00"}]
     assert committed == [(Decimal("4.250"), "api", "web request")]  # before the response
     assert status["in_use"] == 0
+
+
+def test_the_cron_and_legacy_examples_run_through_pgbouncer(pg, db):
+    from tests.pgbouncer import pgbouncer_in_front_of
+
+    pg.sql("INSERT INTO quantum.team_quantum_dna (team_name, league) VALUES ('Lyon', 'L1')")
+    with pgbouncer_in_front_of(pg.url) as url:
+        for example in ("cron_job.py", "legacy_script.py"):
+            result = run(ROOT / "examples" / example, url, DB_POOLER="pgbouncer")
+            assert result.returncode == 0, (example, result.stderr)
+    assert pg.sql("SELECT team_name, league FROM quantum.team_quantum_dna ORDER BY 1") == [
+        ("Brest", "Ligue 1"), ("Lyon", "Ligue 1"), ("Nice", "Ligue 1")]

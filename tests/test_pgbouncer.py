@@ -148,3 +148,25 @@ def test_check_warns_when_it_finds_a_pooler_in_front_without_the_setting(pg, bou
     assert "DB_POOLER=pgbouncer" in plain.stdout
     told = cli("check", env={"DATABASE_URL": bouncer, "DB_POOLER": "pgbouncer"}, cwd=tmp_path)
     assert told.returncode == 0 and "warning" not in told.stdout
+
+
+def test_a_session_setting_changed_by_borrowing_code_does_not_reach_the_next_client(pg, db):
+    # One server connection behind PgBouncer: every client gets the one the borrower changed.
+    with pgbouncer_in_front_of(pg.url, pool_size=1) as url:
+        init_behind(url, statement_timeout=5000)
+        with legacy.borrow_connection() as conn:
+            conn.cursor().execute("SET work_mem = '7MB'")
+        with monps_store.unit_of_work():  # our own SET LOCAL is no change
+            with legacy.borrow_connection() as conn:
+                conn.cursor().execute("SELECT 1")
+        assert monps_store.pool_status()["tainted_discarded"] == 1
+        monps_store.close_db()
+        other = psycopg2.connect(url)
+        try:
+            with other.cursor() as cur:
+                cur.execute("SHOW work_mem")
+                assert cur.fetchone()[0] != "7MB"
+                cur.execute("SHOW statement_timeout")
+                assert cur.fetchone()[0] == "0"
+        finally:
+            other.close()
