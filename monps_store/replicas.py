@@ -60,6 +60,20 @@ class _Replica:
                 **self.db.pool_status()}
 
 
+def judge(member, in_recovery, replayed, lag_ms, needed: int, max_lag: int) -> bool:
+    """Whether ``member`` may serve, from its health row; notes (and logs) its state. Shared
+    by the sync and the async scopes."""
+    member.lag_ms = float(lag_ms)
+    if not in_recovery:
+        member.note("not in recovery", "promoted, or not a standby")
+        return False
+    if member.lag_ms > max_lag:
+        member.note("lagging", f"{member.lag_ms:.0f} ms > DB_REPLICA_MAX_LAG_MS={max_lag}")
+        return False
+    member.note("ok")
+    return database.wal_position(replayed) >= needed  # else behind this process's last commit
+
+
 class _Replicas:
     def __init__(self):
         self._lock = threading.Lock()
@@ -98,20 +112,9 @@ class _Replicas:
                 member.retry_at = time.monotonic() + RETRY_SECONDS
                 member.note("unreachable", database.first_line(exc))
                 continue
-            member.lag_ms = float(lag_ms)
-            if not in_recovery:
-                member.db.close()
-                member.note("not in recovery", "promoted, or not a standby")
-                continue
-            if member.lag_ms > max_lag:
-                member.db.close()
-                member.note("lagging", f"{member.lag_ms:.0f} ms > DB_REPLICA_MAX_LAG_MS={max_lag}")
-                continue
-            member.note("ok")
-            if database.wal_position(replayed) < needed:  # healthy, behind our last commit
-                member.db.close()
-                continue
-            return member
+            if judge(member, in_recovery, replayed, lag_ms, needed, max_lag):
+                return member
+            member.db.close()
         return None
 
     def close_all(self) -> None:

@@ -65,20 +65,9 @@ class Replicas:
                 member.retry_at = time.monotonic() + replicas.RETRY_SECONDS
                 member.note("unreachable", database.first_line(exc))
                 continue
-            member.lag_ms = float(lag_ms)
-            if not in_recovery:
-                await member.db.aclose()
-                member.note("not in recovery", "promoted, or not a standby")
-                continue
-            if member.lag_ms > max_lag:
-                await member.db.aclose()
-                member.note("lagging", f"{member.lag_ms:.0f} ms > DB_REPLICA_MAX_LAG_MS={max_lag}")
-                continue
-            member.note("ok")
-            if database.wal_position(replayed) < needed:  # behind this process's last commit
-                await member.db.aclose()
-                continue
-            return member
+            if replicas.judge(member, in_recovery, replayed, lag_ms, needed, max_lag):
+                return member
+            await member.db.aclose()
         return None
 
     async def close(self) -> None:
