@@ -93,6 +93,10 @@ def insert_values(timestamp: datetime.datetime | None = None) -> dict:
             "updated_by": info.actor, "change_reason": info.reason}
 
 
+# The columns update_values() fills: what every write path refreshes on a changed row.
+UPDATE_COLUMNS = ("updated_at", "updated_by", "change_reason")
+
+
 def update_values(timestamp: datetime.datetime | None = None) -> dict:
     """Audit and timestamp column values for a changed row (update queries, upserts)."""
     info = current()

@@ -122,7 +122,7 @@ def update(instance, **changes):
     _check_names(model, changes)
     for name, value in changes.items():
         setattr(instance, name, value)
-    audited = [name for name in audit.update_values() if name in model._meta.fields]
+    audited = [name for name in audit.UPDATE_COLUMNS if name in model._meta.fields]
     instance.save(only=[*changes, *audited])
     return instance
 
