@@ -217,6 +217,16 @@ class MonpsDatabase(PooledPostgresqlDatabase):
         with self._pool_lock:
             try:
                 conn = super()._connect()
+            except MaxConnectionsExceeded:
+                # A caller found every connection taken (it waits, or is refused): the moment
+                # worth a warning. A one-connection pool merely in use is not.
+                if not self._saturated:
+                    self._saturated = True
+                    logger.warning(
+                        "connection pool saturated: all %d connections in use, callers wait "
+                        "up to DB_POOL_TIMEOUT", self._max_connections,
+                    )
+                raise
             except psycopg2.OperationalError as exc:
                 # Only a failure to open a connection is ConnectFailed; peewee's own
                 # "Connection already opened." stays its OperationalError (a programming error).
@@ -227,13 +237,6 @@ class MonpsDatabase(PooledPostgresqlDatabase):
             if key not in self._open_keys:
                 self._open_keys.add(key)
                 self._stats["opened"] += 1
-            in_use = len(self._in_use)
-            if in_use >= self._max_connections and not self._saturated:
-                self._saturated = True
-                logger.warning(
-                    "connection pool saturated: %d of %d connections in use",
-                    in_use, self._max_connections,
-                )
             return conn
 
     def _is_stale(self, timestamp):
@@ -292,7 +295,7 @@ class MonpsDatabase(PooledPostgresqlDatabase):
                 "in_use": in_use,
                 "idle": idle,
                 "available": self._max_connections - in_use,
-                "saturated": self._saturated,
+                "saturated": in_use >= self._max_connections,
                 "wait_timeout": self._wait_timeout or 0,
                 "recycle_seconds": self._stale_timeout or 0,
             }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import logging
 import subprocess
 import sys
 import threading
@@ -326,7 +327,9 @@ def test_a_backend_killed_in_one_task_is_connection_lost_there_and_nothing_else(
     assert len([n for n in names if n.startswith("B")]) == 20
 
 
-def test_an_exhausted_pool_raises_pool_exhausted_after_the_wait_timeout(pg, db):
+def test_an_exhausted_pool_raises_pool_exhausted_after_the_wait_timeout(pg, db, caplog):
+    caplog.set_level(logging.INFO, logger="monps_store")
+
     async def holder(hold):
         async with aio.connection():
             await aio.run(teams.get_by_league, "L")
@@ -336,6 +339,7 @@ def test_an_exhausted_pool_raises_pool_exhausted_after_the_wait_timeout(pg, db):
         hold = asyncio.Event()
         holders = [asyncio.create_task(holder(hold)) for _ in range(2)]
         await asyncio.sleep(0.3)
+        assert caplog.records == []  # all in use, nobody waiting: nothing to say
         with pytest.raises(errors.PoolExhausted, match="DB_POOL_TIMEOUT=0.5s") as exhausted:
             async with aio.connection():
                 await aio.run(teams.get_by_league, "L")
@@ -348,6 +352,9 @@ def test_an_exhausted_pool_raises_pool_exhausted_after_the_wait_timeout(pg, db):
     error, status = run_async(pg, scenario, pool_size=1, max_overflow=1, pool_timeout=0.5)
     assert "2 connections" in str(error)
     assert (status["exhausted"], status["in_use"]) == (1, 0)
+    assert [r.getMessage() for r in caplog.records] == [
+        "async connection pool saturated: all 2 connections in use, callers wait up to "
+        "DB_POOL_TIMEOUT", "async connection pool no longer saturated"]
 
 
 def test_a_task_cancelled_inside_a_unit_of_work_rolls_back_and_gives_its_connection_back(pg, db):

@@ -123,11 +123,23 @@ def test_saturation_is_logged_when_entered_and_left_and_checkouts_are_silent(pg,
     assert caplog.records == []
     release = threading.Event()
     threads = hold_connections(2, release)
+    assert caplog.records == []  # every connection in use, nobody waiting: nothing to say
+
+    def wait_for_one():
+        with monps_store.connection() as db:
+            db.execute_sql("SELECT 1")
+
+    waited = threading.Thread(target=wait_for_one)
+    waited.start()
+    deadline = time.monotonic() + 10
+    while not caplog.records and time.monotonic() < deadline:
+        time.sleep(0.01)
     release.set()
-    for thread in threads:
+    for thread in (*threads, waited):
         thread.join()
     messages = [r.getMessage() for r in caplog.records]
-    assert messages == ["connection pool saturated: 2 of 2 connections in use",
+    assert messages == ["connection pool saturated: all 2 connections in use, callers wait up "
+                        "to DB_POOL_TIMEOUT",
                         "connection pool no longer saturated: 1 of 2 in use"]
     monps_store.close_db()
 

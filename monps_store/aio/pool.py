@@ -210,8 +210,13 @@ class AsyncMonpsDatabase(AsyncPostgresqlDatabase):
             raise self._connect_failed(exc) from exc
         limit = self.settings.max_connections
         wait = self.settings.pool_timeout
-        if self._in_use >= limit and not wait:
-            self._exhausted()
+        if self._in_use >= limit:
+            if not self._saturated:  # a caller finds every connection taken: it waits
+                self._saturated = True
+                logger.warning("async connection pool saturated: all %d connections in use, "
+                               "callers wait up to DB_POOL_TIMEOUT", limit)
+            if not wait:
+                self._exhausted()
         self._in_use += 1
         try:
             while True:
@@ -233,10 +238,6 @@ class AsyncMonpsDatabase(AsyncPostgresqlDatabase):
         except BaseException:
             self._in_use -= 1
             raise
-        if self._in_use >= limit and not self._saturated:
-            self._saturated = True
-            logger.warning("async connection pool saturated: %d of %d connections in use",
-                           self._in_use, limit)
         conn = _Connection(proxy)
         conn._pool = pool
         return conn
@@ -297,7 +298,7 @@ class AsyncMonpsDatabase(AsyncPostgresqlDatabase):
             "in_use": self._in_use,
             "idle": idle,
             "available": s.max_connections - self._in_use,
-            "saturated": self._saturated,
+            "saturated": self._in_use >= s.max_connections,
             "wait_timeout": s.pool_timeout,
             "recycle_seconds": s.pool_recycle,
         }
