@@ -77,6 +77,11 @@ def use_connection(conn):
     its cursor factory, typecasters and session are left as they were: monps_store runs its
     queries on plain cursors of its own. A connection that an earlier call outside any scope
     left open on this thread goes back to the pool first. Applies to the current thread only.
+
+    With replicas configured, the owner's commit is out of the package's sight: the next
+    ``replica()`` scope after the block asks the primary for its WAL position and waits for a
+    replica to have replayed all of it (read-your-writes, as long as the owner committed
+    before that scope opened).
     """
     _check_lendable(conn)
     state = db._state
@@ -97,6 +102,8 @@ def use_connection(conn):
         yield db
     finally:
         state.reset()  # forget the connection without closing or pooling it
+        if db.settings is not None and db.settings.replicas:
+            db._position_unknown = True  # the owner commits where no commit() of ours sees it
 
 
 class BorrowedConnection:

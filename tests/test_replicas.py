@@ -83,6 +83,27 @@ def test_reads_go_to_the_replica_yet_see_this_processs_own_commits(pair, replica
     assert replica_status["url"].endswith(f":{pair.standby_port}/postgres")
 
 
+def test_a_lent_connections_commit_by_its_owner_is_read_back_too(pair, replicated):
+    import psycopg2
+
+    from monps_store import legacy
+
+    replicated(replica_max_lag_ms=600_000)
+    with monps_store.replica():  # a first scope: this process's position is known
+        assert served_by_replica()
+    pair.pause_replay()
+    conn = psycopg2.connect(pair.primary_url)
+    try:
+        with legacy.use_connection(conn):
+            crud.create(TeamQuantumDNA, team_name="Lent", league="L")
+        conn.commit()  # the owner's commit: no commit() of the package's sees it
+    finally:
+        conn.close()
+    with monps_store.replica():
+        assert not served_by_replica()
+        assert names() == ["Lent"]
+
+
 def test_another_sessions_later_commit_does_not_hold_this_process_back(pair, replicated):
     replicated(replica_max_lag_ms=600_000)
     with monps_store.unit_of_work(actor="writer"):
