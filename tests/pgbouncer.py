@@ -59,6 +59,8 @@ max_client_conn = 1000
 ignore_startup_parameters = extra_float_digits
 logfile = {root}/pgbouncer.log
 pidfile = {root}/pgbouncer.pid
+log_connections = 0
+log_disconnections = 0
 """)
     command = [binary, str(root / "pgbouncer.ini")]
     if os.geteuid() == 0:  # PgBouncer refuses to run as root
@@ -66,7 +68,11 @@ pidfile = {root}/pgbouncer.pid
         for name in ("users.txt", "pgbouncer.ini"):
             shutil.chown(root / name, "pgserver")
         command = ["runuser", "-u", "pgserver", "--", *command]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # PgBouncer logs to stderr as well as its logfile: a pipe nobody reads would fill and
+    # stall it, so stderr goes to a file too.
+    stderr = (root / "stderr.log").open("wb")
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
+    stderr.close()
     url = f"postgresql://{server.user}@127.0.0.1:{port}/{server.database}"
     try:
         deadline = time.monotonic() + 15
@@ -78,8 +84,7 @@ pidfile = {root}/pgbouncer.pid
                 if process.poll() is not None or time.monotonic() > deadline:
                     log = root / "pgbouncer.log"
                     raise RuntimeError("PgBouncer did not start: " + (
-                        log.read_text() if log.exists() else process.stderr.read().decode())
-                    ) from None
+                        log if log.exists() else root / "stderr.log").read_text()) from None
                 time.sleep(0.1)
         yield url
     finally:
