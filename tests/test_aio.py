@@ -9,6 +9,7 @@ import logging
 import subprocess
 import sys
 import threading
+import time
 from decimal import Decimal
 
 import peewee
@@ -510,3 +511,27 @@ def test_a_server_restart_under_async_tasks_fails_units_cleanly_and_they_recover
     names = {n for (n,) in rows(pg, "SELECT team_name FROM quantum.team_quantum_dna")}
     assert committed <= names
     assert len(names - committed) <= outcomes["ConnectionLost"]
+
+
+def test_a_connection_older_than_pool_recycle_is_replaced_on_checkout(pg, db):
+    async def backend():
+        async with aio.connection():
+            return await aio.run(
+                lambda: monps_store.database.current().execute_sql(
+                    "SELECT pg_backend_pid()").fetchone()[0])
+
+    async def scenario():
+        start = time.monotonic()
+        seen = [(0.0, await backend())]
+        while time.monotonic() - start < 1.6:  # busy (never idle 1 s), but growing old
+            await asyncio.sleep(0.1)
+            seen.append((time.monotonic() - start, await backend()))
+        return seen, aio.pool_status()
+
+    seen, status = run_async(pg, scenario, pool_size=1, max_overflow=0, pool_recycle=1)
+    first = seen[0][1]
+    assert {pid for age, pid in seen if age < 0.9} == {first}  # young: kept
+    assert {pid for age, pid in seen if age > 1.1} & {first} == set()  # past 1 s: replaced
+    assert status["recycled"] == 1
+    assert first not in [pid for (pid,) in pg.sql(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (TEST_APP_NAME,))]

@@ -43,15 +43,23 @@ def test_the_legacy_example_commits_both_kinds_of_writes(pg, db):
         ("Brest", "Ligue 1"), ("Lyon", "Ligue 1")]
 
 
-def test_the_fastapi_example_serves_requests_in_units_of_work(pg, db, monkeypatch):
+@pytest.mark.parametrize("through", ["direct", "pgbouncer"])
+def test_the_fastapi_example_serves_requests_in_units_of_work(pg, db, monkeypatch, through):
     import asyncio
+    import contextlib
 
     import httpx
 
     from monps_store import aio
     from tests.factories import add_friction, add_team
+    from tests.pgbouncer import pgbouncer_in_front_of
 
-    monkeypatch.setenv("DATABASE_URL", pg.url)
+    stack = contextlib.ExitStack()
+    if through == "pgbouncer":
+        monkeypatch.setenv("DATABASE_URL", stack.enter_context(pgbouncer_in_front_of(pg.url)))
+        monkeypatch.setenv("DB_POOLER", "pgbouncer")
+    else:
+        monkeypatch.setenv("DATABASE_URL", pg.url)
     monkeypatch.syspath_prepend(str(ROOT))
     from examples.fastapi_app import app
 
@@ -71,7 +79,8 @@ def test_the_fastapi_example_serves_requests_in_units_of_work(pg, db, monkeypatc
                                    "FROM quantum.team_quantum_dna WHERE team_name = 'Lyon'")
                 return got, committed, aio.pool_status()
 
-    (team, updated, refused, missing, pairs), committed, status = asyncio.run(requests())
+    with stack:
+        (team, updated, refused, missing, pairs), committed, status = asyncio.run(requests())
     assert (team.status_code, team.json()) == (200, {"team_name": "Lyon", "league": "Ligue 1",
                                                      "roi": "0.000"})
     assert (updated.status_code, updated.json()) == (200, {"team_name": "Lyon",
