@@ -28,8 +28,8 @@ def _free_port() -> int:
 
 
 class Pair:
-    def __init__(self, root: Path, bin_dir: Path, user: str | None):
-        self.root, self.bin, self.user = root, bin_dir, user
+    def __init__(self, root: Path, bin_dir: Path, user: str | None, options: str = ""):
+        self.root, self.bin, self.user, self.options = root, bin_dir, user, options
         self.primary_dir, self.standby_dir = root / "primary", root / "standby"
         self.primary_port, self.standby_port = _free_port(), _free_port()
 
@@ -62,7 +62,8 @@ class Pair:
 
     def _start(self, data: Path, port: int) -> None:
         self._run("pg_ctl", "-D", data, "-w", "-l", data / "server.log",
-                  "-o", f"-p {port} -c listen_addresses=127.0.0.1 -k {self.root}", "start")
+                  "-o", f"-p {port} -c listen_addresses=127.0.0.1 -k {self.root} {self.options}",
+                  "start")
 
     def build(self) -> None:
         self._run("initdb", "-D", self.primary_dir, "-U", "postgres", "--auth=trust")
@@ -109,7 +110,8 @@ class Pair:
 
 
 @contextlib.contextmanager
-def primary_and_standby():
+def primary_and_standby(options: str = ""):
+    """``options``: extra server options for both, e.g. ``"-c max_connections=300"``."""
     from monps_store import embedded
 
     pgserver = embedded._pgserver()
@@ -122,7 +124,7 @@ def primary_and_standby():
             subprocess.run(["useradd", "--system", "--no-create-home", user], check=True)
         shutil.chown(root, user)
         root.chmod(0o700)
-    pair = Pair(root, bin_dir, user)
+    pair = Pair(root, bin_dir, user, options)
     try:
         pair.build()
         yield pair
