@@ -240,6 +240,50 @@ def demo_command(obj, scale, seed, lock_timeout):
     return EXIT_OK
 
 
+@cli.command("partitions")
+@click.option("--ahead", type=click.IntRange(0, 1200), metavar="N",
+              help="Create this month's partition and the next N months'.")
+@click.option("--retain", type=click.IntRange(1, None), metavar="MONTHS",
+              help="Detach and drop the partitions before the last MONTHS whole months.")
+@click.option("--yes", is_flag=True, help="Confirm --retain: the dropped months' rows are lost.")
+@click.option("--json", "as_json", is_flag=True, help="Print the partitions as JSON.")
+@click.pass_obj
+def partitions_command(obj, ahead, retain, yes, as_json):
+    """List the month partitions of public.odds with their rows and size; create ahead; drop
+    old ones. Creating works with the application role; dropping needs the table's owner
+    (MIGRATION_DATABASE_URL when set)."""
+    from monps_store import partitions
+    from monps_store.migrate import connect
+
+    if retain is not None and not yes:
+        raise click.UsageError(f"--retain {retain} drops every month before the last {retain} "
+                               "with its rows; pass --yes to confirm")
+    settings = obj.init_db()
+    if ahead is not None:
+        with database.connection():
+            for name in partitions.create_ahead(ahead):
+                click.echo(f"created {name}")
+    if retain is not None:
+        owner = connect(settings)  # the owner role when MIGRATION_DATABASE_URL is set
+        try:
+            for name in partitions.drop_older(retain, owner):
+                click.echo(f"dropped {name}")
+        finally:
+            owner.close()
+    with database.connection():
+        listed = partitions.listing()
+    if as_json:
+        click.echo(json.dumps([{"name": p.name, "start": p.start and p.start.isoformat(),
+                                "end": p.end and p.end.isoformat(), "rows": p.rows,
+                                "bytes": p.bytes} for p in listed], indent=2))
+    elif ahead is None and retain is None:
+        for p in listed:
+            span = (f"{p.start:%Y-%m-%d} .. {p.end:%Y-%m-%d}" if p.start else "(not monthly)")
+            click.echo(f"{p.name:<16} {span:<24} {p.rows:>12,} rows {p.bytes / 2**20:>10.1f} MiB")
+        click.echo(f"{len(listed)} partition(s), {sum(p.rows for p in listed):,} rows")
+    return EXIT_OK
+
+
 # -- migrations ------------------------------------------------------------------------------
 
 

@@ -8,7 +8,8 @@ temporary tables inside a transaction that is rolled back, and both sides are re
 the catalog with the same queries. Types, defaults and CHECK expressions are therefore compared
 as PostgreSQL itself renders them. Compared per table: columns (type, nullability, default),
 indexes and unique constraints (columns, uniqueness, predicate), foreign keys (columns, target,
-delete rule) and CHECK constraints. Tables in ``quantum`` that no model declares are reported
+delete rule), CHECK constraints and partitioning (the partition key; a table's partitions are
+part of it, never extra tables). Tables in ``quantum`` that no model declares are reported
 too; ``public`` is shared with other software, so extra tables there are not.
 """
 
@@ -71,14 +72,17 @@ def _describe(database, oid: int) -> dict:
                     f"ON DELETE {_ON_DELETE.get(rule, rule)}"
                     for cols, target, target_cols, rule in rows(_FOREIGN_KEYS)}
     checks = {definition for (definition,) in rows(_CHECKS)}
+    (partitioning,) = database.execute_sql(
+        "SELECT pg_get_partkeydef(%s)", (oid,)).fetchone()
     return {"columns": columns, "indexes": indexes, "foreign_keys": foreign_keys,
-            "checks": checks}
+            "checks": checks, "partitioning": partitioning}
 
 
 def _live_tables(database) -> dict:
     sql = ("SELECT n.nspname, c.relname, c.oid FROM pg_class c "
            "JOIN pg_namespace n ON n.oid = c.relnamespace "
-           "WHERE c.relkind IN ('r', 'p') AND n.nspname IN ('public', 'quantum')")
+           "WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition "
+           "AND n.nspname IN ('public', 'quantum')")  # a partition is part of its table
     return {(schema, name): oid for schema, name, oid in database.execute_sql(sql).fetchall()}
 
 
@@ -145,6 +149,9 @@ def compare(database, models=ALL_MODELS) -> list[str]:
         differences += _compare_sets("foreign key", name, want["foreign_keys"],
                                      have["foreign_keys"])
         differences += _compare_sets("check", name, want["checks"], have["checks"])
+        if want["partitioning"] != have["partitioning"]:
+            differences.append(f"{name}: partitioning is {want['partitioning'] or 'none'} in the "
+                               f"models, {have['partitioning'] or 'none'} in the database")
     for (schema, table) in sorted(live_tables):
         if (schema in OWNED_SCHEMAS and (schema, table) not in declared
                 and table not in IGNORED_TABLES):

@@ -33,6 +33,7 @@ import contextlib
 import csv
 import datetime
 import io
+import itertools
 import logging
 import os
 import queue
@@ -46,7 +47,7 @@ from decimal import Decimal
 
 import psycopg2
 
-from monps_store import audit, errors
+from monps_store import audit, errors, partitions
 from monps_store.database import advisory_lock_key, connection, db
 from monps_store.models import checks
 
@@ -182,8 +183,11 @@ def _as_text(column: str, value) -> str:
 
 
 def _rows_from_csv(stream, name: str):
-    """(line number, fields in COLUMNS order or _BadRow) for each data row of a CSV stream."""
-    reader = csv.reader(stream, strict=True)
+    """For each data row of a CSV stream: ``(line number, fields in COLUMNS order or _BadRow)``,
+    or, for a plain line in the standard column order that passes the fast checks,
+    ``(line number, _Fast)``."""
+    lines = iter(stream)
+    reader = csv.reader(lines, strict=True)
     try:
         header = next(reader, None)
     except UnicodeDecodeError as exc:  # a stream opened with strict decoding
@@ -208,24 +212,78 @@ def _rows_from_csv(stream, name: str):
     order = [header.index(c) for c in COLUMNS]
     identity = order == list(range(len(COLUMNS)))
     width = len(header)
+    number = reader.line_num
+    fast = _fast_line if identity else None
     while True:
         try:
-            fields = next(reader)
+            line = next(lines)
         except StopIteration:
             return
         except UnicodeDecodeError as exc:  # a stream opened with strict decoding
             raise errors.InvalidInput(
-                f"{name}: not valid UTF-8 after line {reader.line_num} ({exc.reason}); pass "
+                f"{name}: not valid UTF-8 after line {number} ({exc.reason}); pass "
                 "the file's path to have the line and column named") from None
+        number += 1
+        if fast is not None:
+            row = fast(line)
+            if row is not None:
+                yield number, row
+                continue
+        # Anything else (quotes, a field over several lines, a bad value) goes through the
+        # csv module and the full checks, which name what is wrong.
+        record = csv.reader(itertools.chain((line,), lines), strict=True)
+        try:
+            fields = next(record, [])
         except csv.Error as exc:
-            yield reader.line_num, _BadRow(None, f"malformed CSV: {exc}")
+            number += record.line_num - 1
+            yield number, _BadRow(None, f"malformed CSV: {exc}")
             continue
+        number += record.line_num - 1
         if len(fields) != width:
             if not any(fields):
                 continue  # a blank line
-            yield reader.line_num, _BadRow(None, f"expected {width} fields, got {len(fields)}")
+            yield number, _BadRow(None, f"expected {width} fields, got {len(fields)}")
             continue
-        yield reader.line_num, fields if identity else [fields[i] for i in order]
+        yield number, fields if identity else [fields[i] for i in order]
+
+
+# The fast path: a line of ten plain fields that are certainly valid. A line it does not take
+# is not wrong, only left to the full checks (validate()).
+_PLAIN = r'([^,"\r\n\x00\ud800-\udfff]+)'
+_FAST_TIME = (r"((?!0000|0001|9999)[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
+              r"[T ](?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:\.[0-9]{1,6})?)?"
+              r"(?:Z|[+-](?:0[0-9]|1[0-5])(?::?[0-5][0-9])?))")
+_FAST = re.compile(",".join([_PLAIN] * 7 + [r"([0-9]{1,7}(?:\.[0-9]{1,3})?)"] + [_FAST_TIME] * 2)
+                   + r"\r?\n?")
+_EDGE_DAYS = frozenset(("01", "28", "29", "30", "31"))  # where the UTC month may differ
+
+
+class _Fast(tuple):
+    """A line the fast path took: (natural key, the ten fields as CSV text, UTC month)."""
+
+    __slots__ = ()
+
+
+def _fast_line(line: str, _match=_FAST.fullmatch, _parse=datetime.datetime.fromisoformat):
+    found = _match(line)
+    if found is None:
+        return None
+    fields = found.groups()
+    if float(fields[7]) <= 1:
+        return None
+    collected = fields[9]
+    try:
+        _parse(fields[8])
+        moment = _parse(collected)
+    except ValueError:  # 2026-02-30 and the like
+        return None
+    if collected[8:10] in _EDGE_DAYS:
+        utc = moment.astimezone(datetime.UTC)
+        month = (utc.year, utc.month)
+    else:
+        month = (int(collected[:4]), int(collected[5:7]))
+    return _Fast(((fields[0], fields[4], fields[5], fields[6], moment),
+                  line[:found.end(10)], month))
 
 
 def _rows_from_iterable(rows: Iterable[Mapping]):
@@ -248,16 +306,14 @@ def _rows_from_iterable(rows: Iterable[Mapping]):
 
 
 class _Producer(threading.Thread):
-    """Validates rows and queues CSV chunks (text, rows, distinct keys); None ends the stream.
+    """Validates rows and queues chunks (CSV text, rows, distinct keys, UTC months); None
+    ends the stream. Each chunk holds the last occurrence of each natural key among its rows,
+    every line ending with the audit columns (``suffix``)."""
 
-    Each chunk holds the last occurrence of each natural key among its rows, sorted by key:
-    the upsert then needs no DISTINCT ON (which doubled its cost), and concurrent loads take
-    row locks in the same order."""
-
-    def __init__(self, rows, name, skip_invalid, rejects_writer, chunk_rows):
+    def __init__(self, rows, name, skip_invalid, rejects_writer, chunk_rows, suffix):
         super().__init__(daemon=True, name="monps-ingest-validate")
         self.rows, self.source_name, self.skip_invalid = rows, name, skip_invalid
-        self.rejects, self.chunk_rows = rejects_writer, chunk_rows
+        self.rejects, self.chunk_rows, self.suffix = rejects_writer, chunk_rows, suffix
         self.chunks: queue.Queue = queue.Queue(maxsize=2)
         self.report = IngestReport()
         self.error: BaseException | None = None
@@ -272,37 +328,50 @@ class _Producer(threading.Thread):
             self.chunks.put(None)
 
     def _produce(self):
-        chunk, count = {}, 0
-        for line, fields in self._rows():
-            if self.stop.is_set():
-                return
-            self.report.rows += 1
-            try:
-                if isinstance(fields, _BadRow):
-                    raise fields
-                chunk[validate(fields)] = fields  # a repeated key: the last one wins
-            except _BadRow as bad:
-                message = bad.describe(line)
-                if not self.skip_invalid:
-                    raise errors.InvalidInput(f"{self.source_name}: {message}; nothing was written "
-                                              "(use --skip-invalid to load the good rows)"
-                                              ) from None
-                self.report.rejected += 1
-                if self.rejects is not None:
-                    self.rejects.writerow([line, message,
-                                           *(fields if isinstance(fields, list) else [])])
-                continue
+        chunk, months, count = {}, set(), 0
+        suffix, buffer = self.suffix, io.StringIO()
+        # "\n" as the terminator also makes the writer quote a field holding one.
+        writer = csv.writer(buffer, lineterminator="\n")
+        rows = 0
+        for line, item in self._rows():
+            rows += 1
+            if type(item) is _Fast:
+                key, text, month = item
+                chunk[key] = text + suffix  # a repeated key: the last one wins
+                months.add(month)
+            else:
+                try:
+                    if isinstance(item, _BadRow):
+                        raise item
+                    key = validate(item)
+                except _BadRow as bad:
+                    self._reject(bad, line, item)
+                    continue
+                buffer.seek(0)
+                buffer.truncate()
+                writer.writerow(item)
+                chunk[key] = buffer.getvalue()[:-1] + suffix
+                months.add((key[4].astimezone(datetime.UTC).year,
+                            key[4].astimezone(datetime.UTC).month))
             count += 1
             if count == self.chunk_rows:
-                self._put(chunk, count)
-                chunk, count = {}, 0
+                if self.stop.is_set():
+                    return
+                self.report.rows = rows
+                self.chunks.put(("".join(chunk.values()), count, len(chunk), months))
+                chunk, months, count = {}, set(), 0
+        self.report.rows = rows
         if count:
-            self._put(chunk, count)
+            self.chunks.put(("".join(chunk.values()), count, len(chunk), months))
 
-    def _put(self, chunk: dict, count: int) -> None:
-        buffer = io.StringIO()
-        csv.writer(buffer, lineterminator="\n").writerows(chunk[key] for key in sorted(chunk))
-        self.chunks.put((buffer.getvalue(), count, len(chunk)))
+    def _reject(self, bad: _BadRow, line: int, fields) -> None:
+        message = bad.describe(line)
+        if not self.skip_invalid:
+            raise errors.InvalidInput(f"{self.source_name}: {message}; nothing was written "
+                                      "(use --skip-invalid to load the good rows)") from None
+        self.report.rejected += 1
+        if self.rejects is not None:
+            self.rejects.writerow([line, message, *(fields if isinstance(fields, list) else [])])
 
     def _rows(self):
         try:
@@ -312,30 +381,27 @@ class _Producer(threading.Thread):
                                       f"{exc.start} of a read block)") from None
 
 
+AUDIT = ("created_at", "updated_at", "created_by", "updated_by", "change_reason")
+_LOADED = ", ".join((*COLUMNS, *AUDIT))
 _STAGE = """
-CREATE TEMP TABLE IF NOT EXISTS monps_odds_stage (
-    match_id text, league text, home_team text, away_team text, bookmaker text,
-    market text, selection text, price numeric(10, 3), commence_time timestamptz,
-    collected_at timestamptz
-) ON COMMIT DROP
+CREATE TEMP TABLE IF NOT EXISTS monps_odds_stage
+    (LIKE public.odds INCLUDING DEFAULTS) ON COMMIT DROP
 """
-_COPY = f"COPY monps_odds_stage ({', '.join(COLUMNS)}) FROM STDIN WITH (FORMAT csv)"
 # Built from this module's own column constants, never from input.
-_UPSERT = f"""
-WITH upserted AS (
-    INSERT INTO public.odds AS o ({', '.join(COLUMNS)}, created_at, updated_at, created_by,
-                                  updated_by, change_reason)
-    SELECT {', '.join(COLUMNS)}, %(now)s, %(now)s, %(actor)s, %(actor)s, %(reason)s
-    FROM monps_odds_stage  -- one row per key, in key order (see _Producer)
-    ON CONFLICT ({', '.join(KEY)}) DO UPDATE SET
-        {', '.join(f'{c} = EXCLUDED.{c}' for c in VALUES)},
-        updated_at = EXCLUDED.updated_at, updated_by = EXCLUDED.updated_by,
-        change_reason = EXCLUDED.change_reason
-    WHERE ({', '.join(f'o.{c}' for c in VALUES)})
-          IS DISTINCT FROM ({', '.join(f'EXCLUDED.{c}' for c in VALUES)})
-    RETURNING (xmax = 0) AS inserted
-)
-SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM upserted
+_COPY_DIRECT = f"COPY public.odds ({_LOADED}) FROM STDIN WITH (FORMAT csv)"
+_COPY_STAGE = f"COPY monps_odds_stage ({_LOADED}) FROM STDIN WITH (FORMAT csv)"
+_INSERT_NEW = f"""
+INSERT INTO public.odds ({_LOADED}) SELECT {_LOADED} FROM monps_odds_stage
+ON CONFLICT ({', '.join(KEY)}) DO NOTHING
+"""  # noqa: S608
+_UPDATE_CHANGED = f"""
+UPDATE public.odds AS o SET
+    {', '.join(f'{c} = s.{c}' for c in VALUES)},
+    updated_at = s.updated_at, updated_by = s.updated_by, change_reason = s.change_reason
+FROM monps_odds_stage AS s
+WHERE {' AND '.join(f'o.{c} = s.{c}' for c in KEY)}
+  AND ({', '.join(f'o.{c}' for c in VALUES)})
+      IS DISTINCT FROM ({', '.join(f's.{c}' for c in VALUES)})
 """  # noqa: S608
 
 
@@ -353,7 +419,8 @@ def ingest_odds(source, *, skip_invalid: bool = False, rejects=None,
                 if isinstance(rejects, (str, os.PathLike)) else rejects
             rejects_writer = csv.writer(target, lineterminator="\n")
             rejects_writer.writerow(["line", "reason", *COLUMNS])
-        producer = _Producer(rows, name, skip_invalid, rejects_writer, chunk_rows)
+        producer = _Producer(rows, name, skip_invalid, rejects_writer, chunk_rows,
+                             _audit_suffix())
         producer.start()
         try:
             report = _load(producer, progress)
@@ -363,6 +430,15 @@ def ingest_odds(source, *, skip_invalid: bool = False, rejects=None,
             producer.join()
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _audit_suffix() -> str:
+    """The audit columns of every loaded row, as the end of its CSV line."""
+    info, now = audit.current(), audit.now().isoformat()
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(
+        ["", now, now, info.actor, info.actor, info.reason])  # None: an empty field, NULL
+    return buffer.getvalue()
 
 
 def _open_source(source, stack):
@@ -382,23 +458,32 @@ def _open_source(source, stack):
 
 
 def _load(producer: _Producer, progress) -> IngestReport:
-    info = audit.current()
-    params = {"now": audit.now(), "actor": info.actor, "reason": info.reason}
+    """Each chunk: COPY straight into ``public.odds`` inside a savepoint (every row new: the
+    speed of COPY); if a row's key is already stored, that chunk goes through the staging
+    table instead: its new rows inserted, its changed rows updated, identical ones left
+    alone. After a chunk that met stored keys the next one is staged too, until one stages
+    without a conflict."""
     totals = {"inserted": 0, "updated": 0, "distinct": 0, "staged": 0}
+    known_months: set = set()
+    direct = True
     with connection(), db.atomic(), _raw_cursor_errors_translated():
         _lock_odds_ingest()
         cursor = db.cursor()
-        cursor.execute(_STAGE)
+        staged_before = False
         while True:
             item = producer.chunks.get()
             if item is None:
                 break
-            text, count, distinct = item
-            cursor.execute("TRUNCATE monps_odds_stage")
-            with _quiet_copy_errors():
-                cursor.copy_expert(_COPY, io.StringIO(text))
-            cursor.execute(_UPSERT, params)
-            inserted, updated = cursor.fetchone()
+            text, count, distinct, months = item
+            partitions.ensure(months, db, known_months)
+            if direct and _copy_direct(cursor, text):
+                inserted, updated = distinct, 0
+            else:
+                if not staged_before:
+                    cursor.execute(_STAGE)
+                    staged_before = True
+                inserted, updated = _stage_and_merge(cursor, text)
+                direct = inserted == distinct  # no stored key met: try COPY again
             totals["inserted"] += inserted
             totals["updated"] += updated
             totals["distinct"] += distinct
@@ -412,6 +497,32 @@ def _load(producer: _Producer, progress) -> IngestReport:
     report.duplicates = totals["staged"] - totals["distinct"]
     report.unchanged = totals["distinct"] - report.inserted - report.updated
     return report
+
+
+def _copy_direct(cursor, text: str) -> bool:
+    """COPY ``text`` into public.odds; False (and nothing of it kept) if a key was stored."""
+    cursor.execute("SAVEPOINT monps_ingest_chunk")
+    try:
+        with _quiet_copy_errors():
+            cursor.copy_expert(_COPY_DIRECT, io.StringIO(text), size=_COPY_BLOCK)
+    except psycopg2.errors.UniqueViolation:
+        cursor.execute("ROLLBACK TO SAVEPOINT monps_ingest_chunk")
+        return False
+    cursor.execute("RELEASE SAVEPOINT monps_ingest_chunk")
+    return True
+
+
+def _stage_and_merge(cursor, text: str) -> tuple[int, int]:
+    cursor.execute("TRUNCATE monps_odds_stage")
+    with _quiet_copy_errors():
+        cursor.copy_expert(_COPY_STAGE, io.StringIO(text), size=_COPY_BLOCK)
+    cursor.execute(_INSERT_NEW)
+    inserted = cursor.rowcount
+    cursor.execute(_UPDATE_CHANGED)
+    return inserted, cursor.rowcount
+
+
+_COPY_BLOCK = 1 << 20  # characters handed to the driver at a time
 
 
 @contextlib.contextmanager

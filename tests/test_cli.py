@@ -81,8 +81,8 @@ def test_embedded_migrate_then_check_on_a_local_server(tmp_path):
     assert fresh.returncode == 1  # an empty database differs from the models
     assert "quantum.team_quantum_dna: table is in the models but missing" in fresh.stdout
     migrated = cli("--embedded", "migrate", env=env, cwd=tmp_path)
-    assert migrated.stdout == "applied 001_initial\napplied 002_column_defaults\n", (
-        migrated.stderr)
+    assert migrated.stdout == ("applied 001_initial\napplied 002_column_defaults\n"
+                               "applied 003_partition_odds\n"), migrated.stderr
     result = cli("--embedded", "check", env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"host={tmp_path / 'pgdata'}" in result.stdout

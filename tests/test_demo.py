@@ -18,7 +18,7 @@ def test_the_demo_loads_settles_reports_and_is_idempotent(empty_database):
     first = demo(empty_database)
     assert first.returncode == 0, first.stderr
     lines = first.stdout.splitlines()
-    assert lines[0] == "migrate: applied 001_initial, 002_column_defaults"
+    assert lines[0] == "migrate: applied 001_initial, 002_column_defaults, 003_partition_odds"
     assert lines[1] == ("reference data: 12 classifications, 99 teams, 3,403 friction pairs, "
                         "876 goalscorers")
     assert lines[2].startswith("odds: 2,167 rows read: 2,167 inserted, 0 updated, 0 unchanged")

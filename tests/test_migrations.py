@@ -16,7 +16,7 @@ from monps_store import config, migrate
 from tests.conftest import Server
 
 SHIPPED = migrate.default_dir()
-SHIPPED_NAMES = ["001_initial", "002_column_defaults"]
+SHIPPED_NAMES = ["001_initial", "002_column_defaults", "003_partition_odds"]
 APPLIED_ALL = "".join(f"applied {name}\n" for name in SHIPPED_NAMES)
 STAMPED_ALL = "".join(f"stamped {name}\n" for name in SHIPPED_NAMES)
 
@@ -96,21 +96,22 @@ def test_status_exits_one_while_a_migration_is_pending_and_writes_nothing(empty_
     result = run(empty_database, "status")
     assert result.returncode == 1
     assert result.stdout.splitlines() == ["pending  001_initial", "pending  002_column_defaults",
-                                          "0 applied, 2 pending"]
+                                          "pending  003_partition_odds", "0 applied, 3 pending"]
     assert project_objects(empty_database) == []
     run(empty_database, "migrate")
     result = run(empty_database, "status")
     assert result.returncode == 0
     assert result.stdout.startswith("applied  001_initial  ")
-    assert run(empty_database, "history").stdout.strip().endswith("002_column_defaults")
+    assert run(empty_database, "history").stdout.strip().endswith("003_partition_odds")
 
 
 def test_rolling_everything_back_leaves_no_project_object(empty_database):
     run(empty_database, "migrate")
     assert len(project_objects(empty_database)) == 9  # quantum, 7 tables, the history
-    result = run(empty_database, "rollback", "--count", "2")
+    result = run(empty_database, "rollback", "--count", "3")
     assert (result.returncode, result.stdout) == (
-        0, "rolled back 002_column_defaults\nrolled back 001_initial\n"), result.stderr
+        0, "rolled back 003_partition_odds\nrolled back 002_column_defaults\n"
+           "rolled back 001_initial\n"), result.stderr
     assert project_objects(empty_database) == []
     too_many = run(empty_database, "rollback")
     assert too_many.returncode == 1
@@ -131,38 +132,39 @@ def test_migrate_sql_prints_the_statements_and_changes_nothing(empty_database):
 
 
 def test_migrate_to_stops_after_the_named_migration(empty_database, migrate_dir):
-    add_migration(migrate_dir, "003_team_nickname",
+    add_migration(migrate_dir, "004_team_nickname",
                   'migrator.sql("ALTER TABLE team_quantum_dna ADD COLUMN nickname text")',
                   'migrator.sql("ALTER TABLE team_quantum_dna DROP COLUMN nickname")')
     unknown = run(empty_database, "migrate", "--to", "009_nope", "--migrate-dir", str(migrate_dir))
     assert unknown.returncode == 1
     assert unknown.stderr == ("error: no migration named '009_nope'; available: 001_initial, "
-                              "002_column_defaults, 003_team_nickname\n")
+                              "002_column_defaults, 003_partition_odds, 004_team_nickname\n")
     first = run(empty_database, "migrate", "--to", "001_initial", "--migrate-dir", str(migrate_dir))
     assert first.stdout == "applied 001_initial\n", first.stderr
     rest = run(empty_database, "migrate", "--migrate-dir", str(migrate_dir))
-    assert rest.stdout == "applied 002_column_defaults\napplied 003_team_nickname\n", rest.stderr
+    assert rest.stdout == ("applied 002_column_defaults\napplied 003_partition_odds\n"
+                           "applied 004_team_nickname\n"), rest.stderr
     # The unqualified ALTER found the quantum table through the migration's search_path.
     assert query(empty_database, "SELECT column_name FROM information_schema.columns WHERE "
                  "table_schema = 'quantum' AND column_name = 'nickname'") == [("nickname",)]
-    assert history(empty_database) == [*SHIPPED_NAMES, "003_team_nickname"]
+    assert history(empty_database) == [*SHIPPED_NAMES, "004_team_nickname"]
 
 
 def test_a_failing_migration_leaves_no_change_and_no_history_row(empty_database, migrate_dir):
-    add_migration(migrate_dir, "003_broken",
+    add_migration(migrate_dir, "004_broken",
                   'migrator.sql("CREATE TABLE quantum.half_done (x int)")\n'
                   'migrator.sql("ALTER TABLE quantum.no_such_table ADD COLUMN y int")')
     result = run(empty_database, "migrate", "--migrate-dir", str(migrate_dir))
     assert result.returncode == 1
     assert result.stdout == APPLIED_ALL
-    assert result.stderr == ("error: migration 003_broken failed and was undone: relation "
+    assert result.stderr == ("error: migration 004_broken failed and was undone: relation "
                              '"quantum.no_such_table" does not exist\n')
     assert query(empty_database, "SELECT to_regclass('quantum.half_done')") == [(None,)]
     assert history(empty_database) == SHIPPED_NAMES
 
 
 def test_two_migrate_runs_at_once_apply_each_migration_exactly_once(empty_database, migrate_dir):
-    add_migration(migrate_dir, "003_slow", 'migrator.sql("SELECT pg_sleep(2)")')
+    add_migration(migrate_dir, "004_slow", 'migrator.sql("SELECT pg_sleep(2)")')
     env = {"PATH": os.environ.get("PATH", ""), "DATABASE_URL": empty_database}
     command = [sys.executable, "-m", "monps_store", "migrate", "--migrate-dir", str(migrate_dir)]
     runs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -170,11 +172,11 @@ def test_two_migrate_runs_at_once_apply_each_migration_exactly_once(empty_databa
     outputs = [process.communicate(timeout=120) for process in runs]
     assert [process.returncode for process in runs] == [0, 0], outputs
     stdouts = sorted(out for out, _ in outputs)
-    assert stdouts == [APPLIED_ALL + "applied 003_slow\n",
+    assert stdouts == [APPLIED_ALL + "applied 004_slow\n",
                        "nothing to migrate: the database is up to date\n"]
     waited = [err for _, err in outputs if "holds the lock; waiting" in err]
     assert len(waited) == 1
-    assert history(empty_database) == [*SHIPPED_NAMES, "003_slow"]
+    assert history(empty_database) == [*SHIPPED_NAMES, "004_slow"]
 
 
 def test_migrate_exits_75_when_another_run_keeps_the_lock(empty_database):
@@ -235,7 +237,7 @@ def test_reset_refuses_without_yes_and_rebuilds_with_it(empty_database):
     assert refused.returncode == 2
     assert query(empty_database, "SELECT count(*) FROM quantum.team_quantum_dna") == [(1,)]
     result = run(empty_database, "reset", "--yes")
-    assert result.stdout == "rolled back 2, applied 2 migration(s)\n", result.stderr
+    assert result.stdout == "rolled back 3, applied 3 migration(s)\n", result.stderr
     assert query(empty_database, "SELECT count(*) FROM quantum.team_quantum_dna") == [(0,)]
 
 
@@ -245,25 +247,26 @@ def test_create_auto_covers_both_schemas_and_its_migration_applies_and_rolls_bac
     created = run(empty_database, "create", "add_nickname_and_margin", "--auto",
                   "--migrate-dir", str(migrate_dir), code=CHANGED_MODELS)
     assert created.returncode == 0, created.stderr
-    path = migrate_dir / "003_add_nickname_and_margin.py"
+    path = migrate_dir / "004_add_nickname_and_margin.py"
     assert created.stdout == f"created {path}\n"
     text = path.read_text()
     assert "nickname" in text and "margin" in text
+    assert "migrator.change_fields('odds'" not in text  # its partitioned id is no change
 
     applied = run(empty_database, "migrate", "--migrate-dir", str(migrate_dir))
-    assert applied.stdout == "applied 003_add_nickname_and_margin\n", applied.stderr
+    assert applied.stdout == "applied 004_add_nickname_and_margin\n", applied.stderr
     changed = run(empty_database, "check", "--json", code=CHANGED_MODELS)
     assert json.loads(changed.stdout)["drift"] == [], changed.stdout
     assert run(empty_database, "check").returncode == 1  # the unchanged models now differ
 
     rolled = run(empty_database, "rollback", "--migrate-dir", str(migrate_dir))
-    assert rolled.stdout == "rolled back 003_add_nickname_and_margin\n", rolled.stderr
+    assert rolled.stdout == "rolled back 004_add_nickname_and_margin\n", rolled.stderr
     assert json.loads(run(empty_database, "check", "--json").stdout)["drift"] == []
 
 
 def test_create_without_auto_writes_an_empty_migration(empty_database, migrate_dir):
     result = run(empty_database, "create", "backfill", "--migrate-dir", str(migrate_dir))
-    assert result.stdout == f"created {migrate_dir / '003_backfill.py'}\n", result.stderr
+    assert result.stdout == f"created {migrate_dir / '004_backfill.py'}\n", result.stderr
     assert run(empty_database, "create", "Bad Name", "--migrate-dir",
                str(migrate_dir)).stderr.startswith("error: migration name 'Bad Name' must be")
 
@@ -298,6 +301,15 @@ WITHOUT_COLUMN_DEFAULTS = [
 ]
 
 
+# What check reports while 003_partition_odds is rolled back.
+UNPARTITIONED_ODDS = [
+    "public.odds: index PRIMARY KEY (id, collected_at) is in the models but missing from the "
+    "database",
+    "public.odds: index PRIMARY KEY (id) is in the database but not in the models",
+    "public.odds: partitioning is RANGE (collected_at) in the models, none in the database",
+]
+
+
 def test_the_column_defaults_migration_rolls_back_to_drift_and_applies_again_without_it(
         empty_database):
     assert run(empty_database, "migrate").stdout == APPLIED_ALL
@@ -306,13 +318,14 @@ def test_the_column_defaults_migration_rolls_back_to_drift_and_applies_again_wit
               "RETURNING matches_played, win_rate, total_pnl")
     assert query(empty_database, insert, ("Brest",)) == [(0, Decimal("0.00"), Decimal("0.00"))]
 
-    rolled = run(empty_database, "rollback")
-    assert rolled.stdout == "rolled back 002_column_defaults\n", rolled.stderr
-    assert drift(empty_database) == WITHOUT_COLUMN_DEFAULTS
+    rolled = run(empty_database, "rollback", "--count", "2")
+    assert rolled.stdout == ("rolled back 003_partition_odds\nrolled back 002_column_defaults\n"
+                             ), rolled.stderr
+    assert sorted(drift(empty_database)) == sorted(WITHOUT_COLUMN_DEFAULTS + UNPARTITIONED_ODDS)
     with pytest.raises(psycopg2.errors.NotNullViolation, match="matches_played"):
         query(empty_database, insert, ("Lens",))
 
     again = run(empty_database, "migrate")
-    assert again.stdout == "applied 002_column_defaults\n", again.stderr
+    assert again.stdout == "applied 002_column_defaults\napplied 003_partition_odds\n", again.stderr
     assert drift(empty_database) == []
     assert query(empty_database, insert, ("Lens",)) == [(0, Decimal("0.00"), Decimal("0.00"))]

@@ -83,6 +83,13 @@ class BaseModel(Model):
         created = force_insert or not bool(pk_value)
         self._fill_audit_fields(created)
         self._check_values(created)
+        key = getattr(self, "partitioned_by", None)
+        if key is not None and (only is None or key in [getattr(f, "name", f) for f in only]):
+            from monps_store import partitions  # the month this row goes to must exist
+
+            with self._meta.database.atomic():
+                partitions.ensure_for([getattr(self, key)])
+                return super().save(force_insert, only)
         return super().save(force_insert, only)
 
     def _fill_audit_fields(self, created: bool) -> None:

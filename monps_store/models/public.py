@@ -15,10 +15,24 @@ def _one_of(column, values):
     return Check(f"{column} IN ({', '.join(repr(v) for v in values)})")
 
 
-class Odds(AuditedModel):
-    """One bookmaker's price for one selection of one market of one match at one moment."""
+class PartitionedIdField(BigAutoField):
+    """A BIGSERIAL id that peewee treats as the primary key, while the table's primary key is
+    ``(id, partition column)``: a partitioned table's unique indexes must hold the partition
+    column. The sequence keeps ids unique."""
 
-    id = BigAutoField()
+    def ddl(self, ctx):
+        node = super().ddl(ctx)
+        node.nodes = [n for n in node.nodes if not (isinstance(n, SQL) and n.sql == "PRIMARY KEY")]
+        return node
+
+
+class Odds(AuditedModel):
+    """One bookmaker's price for one selection of one market of one match at one moment.
+
+    Partitioned by month on ``collected_at`` (UTC months, migration 003_partition_odds): see
+    ``monps_store.partitions``."""
+
+    id = PartitionedIdField()
     match_id = TextField()
     league = TextField()
     home_team = TextField()
@@ -32,6 +46,7 @@ class Odds(AuditedModel):
     collected_at = DateTimeTZField()
 
     natural_key = ("match_id", "bookmaker", "market", "selection", "collected_at")
+    partitioned_by = "collected_at"  # the write paths create the month partitions they need
 
     class Meta:
         table_name = "odds"
@@ -42,6 +57,8 @@ class Odds(AuditedModel):
             (("match_id", "bookmaker", "market", "selection", "collected_at"), True),
             (("league", "commence_time"), False),
         )
+        constraints = [SQL("PRIMARY KEY (id, collected_at)")]
+        table_settings = ["PARTITION BY RANGE (collected_at)"]
 
 
 class TrackingCLVPick(AuditedModel):

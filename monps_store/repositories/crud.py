@@ -156,6 +156,7 @@ def insert_many(model, rows: Iterable[dict], batch_size: int = BATCH_SIZE) -> in
     total = 0
     rows = list(_with_insert_audit(model, rows))
     with database.current().atomic():
+        _ensure_partitions(model, rows)
         for start in range(0, len(rows), batch_size):
             batch = rows[start:start + batch_size]
             model.insert_many(batch).execute()
@@ -198,6 +199,7 @@ def upsert_many(model, rows: Iterable[dict], conflict: Sequence[str],
     rows = list({tuple(_key_value(row.get(name)) for name in conflict): row
                  for row in _with_insert_audit(model, rows)}.values())
     with database.current().atomic():
+        _ensure_partitions(model, rows)
         for start in range(0, len(rows), batch_size):
             query = model.insert_many(rows[start:start + batch_size])
             if changed:
@@ -207,6 +209,14 @@ def upsert_many(model, rows: Iterable[dict], conflict: Sequence[str],
                 query = query.on_conflict(conflict_target=target, action="IGNORE")
             total += query.as_rowcount().execute()
     return total
+
+
+def _ensure_partitions(model, rows: list[dict]) -> None:
+    key = getattr(model, "partitioned_by", None)
+    if key is not None and rows:
+        from monps_store import partitions
+
+        partitions.ensure_for(row.get(key) for row in rows)
 
 
 def _key_value(value):

@@ -1,4 +1,10 @@
-"""Bookmaker odds: by match, by league and kick-off window, idempotent upserts."""
+"""Bookmaker odds: by match, by league and kick-off window, price time series, idempotent
+upserts.
+
+The time-series reads take an optional ``since``/``until`` window on ``collected_at``: with
+one, the server reads only the month partitions it covers (pruning); without one, it probes
+every month's copy of the natural-key index (never a sequential scan).
+"""
 
 from __future__ import annotations
 
@@ -32,6 +38,72 @@ def get_by_league(league: str, since: datetime.datetime | None = None,
         query = query.where(Odds.commence_time < until)
     query = query.order_by(Odds.commence_time, Odds.match_id, Odds.collected_at)
     return list(query.limit(limit) if limit is not None else query)
+
+
+def _by_match(match_id: str, since, until):
+    match_id = checks.compare(Odds, "match_id", match_id, allow_none=False)
+    query = Odds.select().where(Odds.match_id == match_id)
+    since = checks.compare(Odds, "collected_at", since)
+    until = checks.compare(Odds, "collected_at", until)
+    if since is not None:
+        query = query.where(Odds.collected_at >= since)
+    if until is not None:
+        query = query.where(Odds.collected_at < until)
+    return query
+
+
+def _market(query, market: str | None):
+    if market is None:
+        return query
+    return query.where(Odds.market == checks.compare(Odds, "market", market, allow_none=False))
+
+
+def price_history(match_id: str, market: str, selection: str, bookmaker: str | None = None, *,
+                  since: datetime.datetime | None = None,
+                  until: datetime.datetime | None = None) -> list[Odds]:
+    """Every price of one selection (of every bookmaker, or of ``bookmaker``), oldest first."""
+    query = _market(_by_match(match_id, since, until), market).where(
+        Odds.selection == checks.compare(Odds, "selection", selection, allow_none=False))
+    if bookmaker is not None:
+        query = query.where(
+            Odds.bookmaker == checks.compare(Odds, "bookmaker", bookmaker, allow_none=False))
+    return list(query.order_by(Odds.collected_at, Odds.bookmaker))
+
+
+def _last_per_price_line(query) -> list[Odds]:
+    # DISTINCT ON keeps the first row of each (bookmaker, market, selection) in this order:
+    # the newest.
+    return list(query.distinct(Odds.bookmaker, Odds.market, Odds.selection)
+                .order_by(Odds.bookmaker, Odds.market, Odds.selection, Odds.collected_at.desc()))
+
+
+def latest_prices(match_id: str, market: str | None = None, *,
+                  since: datetime.datetime | None = None,
+                  until: datetime.datetime | None = None) -> list[Odds]:
+    """The newest price of each bookmaker for each selection (of ``market``, or of every
+    market), ordered by bookmaker, market and selection."""
+    return _last_per_price_line(_market(_by_match(match_id, since, until), market))
+
+
+def closing_prices(match_id: str, market: str | None = None, *,
+                   since: datetime.datetime | None = None,
+                   until: datetime.datetime | None = None) -> list[Odds]:
+    """The closing line: each bookmaker's last price for each selection collected before
+    kick-off (``collected_at < commence_time``). CLV settlement uses the same rule."""
+    query = _market(_by_match(match_id, since, until), market)
+    return _last_per_price_line(query.where(Odds.collected_at < Odds.commence_time))
+
+
+def best_prices(match_id: str, market: str, *, since: datetime.datetime | None = None,
+                until: datetime.datetime | None = None) -> list[Odds]:
+    """For each selection of ``market``, the highest of the bookmakers' latest prices (a tie
+    goes to the bookmaker first by name), ordered by selection."""
+    best: dict[str, Odds] = {}
+    for row in latest_prices(match_id, market, since=since, until=until):
+        held = best.get(row.selection)
+        if held is None or row.price > held.price:  # rows come by bookmaker name
+            best[row.selection] = row
+    return [best[selection] for selection in sorted(best)]
 
 
 def upsert(rows: Iterable[dict]) -> int:

@@ -84,10 +84,11 @@ def test_four_migrate_runs_at_once_apply_the_schema_once(empty_database, figures
     results = [finish(run) for run in runs]
     assert [code for code, _, _ in results] == [0, 0, 0, 0], [err for _, _, err in results]
     outputs = sorted(out for _, out, _ in results)
-    assert outputs == ["applied 001_initial\napplied 002_column_defaults\n"] + [
+    assert outputs == ["applied 001_initial\napplied 002_column_defaults\n"
+                       "applied 003_partition_odds\n"] + [
         "nothing to migrate: the database is up to date\n"] * 3
     assert Server(empty_database).sql("SELECT name FROM public.monps_migrations ORDER BY id") == [
-        ("001_initial",), ("002_column_defaults",)]
+        ("001_initial",), ("002_column_defaults",), ("003_partition_odds",)]
     check = finish(start(empty_database, "check"))
     assert check[0] == 0, check
     figures.add("concurrency: migrations", processes=4, migrations_applied_once=2,

@@ -204,6 +204,7 @@ def physical_lines(record_text):
 def test_csv_ingest_stores_exactly_the_valid_rows_or_names_line_and_column(
         pg, db, tmp_path_factory, figures, rows, source, skip, latin1_row):
     pg.sql("TRUNCATE public.odds RESTART IDENTITY")
+    pg.sql("SELECT public.monps_odds_partition('2024-01-01T00:00Z')")  # raw SQL: its month
     pg.sql("INSERT INTO public.odds (match_id, league, home_team, away_team, bookmaker, market, "
            "selection, price, commence_time, collected_at) VALUES ('m1', 'L', 'A', 'B', 'x', "
            "'y', 'm1', 2.5, '2024-01-01T00:00Z', '2024-01-01T00:00Z')")

@@ -122,7 +122,8 @@ def test_the_application_role_works_with_rows_only_and_migrations_need_the_owner
     # Migrations as the owner, through MIGRATION_DATABASE_URL.
     migrated = cli("migrate", env=app_env | {"MIGRATION_DATABASE_URL": owner_url}, cwd=tmp_path)
     assert (migrated.returncode, migrated.stdout) == (
-        0, "applied 001_initial\napplied 002_column_defaults\n"), migrated.stderr
+        0, "applied 001_initial\napplied 002_column_defaults\napplied 003_partition_odds\n"
+    ), migrated.stderr
     owners = Server(owner_url).sql(
         "SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname IN ('public', 'quantum')")
     assert owners == [(names["monps_owner"],)]
@@ -197,7 +198,7 @@ def test_the_application_role_works_with_rows_only_and_migrations_need_the_owner
     migrate_dir = tmp_path / "migrations"
     shutil.copytree(migrate.default_dir(), migrate_dir,
                     ignore=shutil.ignore_patterns("__pycache__"))
-    add_migration(migrate_dir, "003_later_table",
+    add_migration(migrate_dir, "004_later_table",
                   'migrator.sql("CREATE TABLE quantum.lp_later (id serial PRIMARY KEY, '
                   'note text NOT NULL)")\n'
                   'migrator.sql("ALTER TABLE team_quantum_dna ADD COLUMN nickname text")')
@@ -207,17 +208,17 @@ def test_the_application_role_works_with_rows_only_and_migrations_need_the_owner
     assert denied.stdout == ""
     lines = denied.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith(
-        "error: migration 003_later_table failed and was undone: permission denied"), lines
+        "error: migration 004_later_table failed and was undone: permission denied"), lines
     assert "MIGRATION_DATABASE_URL" in lines[0]  # says how to fix it
     assert Server(owner_url).sql("SELECT count(*) FROM pg_class") == before
     assert Server(owner_url).sql("SELECT name FROM public.monps_migrations ORDER BY id") == [
-        ("001_initial",), ("002_column_defaults",)]
+        ("001_initial",), ("002_column_defaults",), ("003_partition_odds",)]
     refused += 1
 
     # The same migration as the owner: the default privileges cover the table it creates.
     later = cli("migrate", "--migrate-dir", str(migrate_dir),
                 env=app_env | {"MIGRATION_DATABASE_URL": owner_url}, cwd=tmp_path)
-    assert later.stdout == "applied 003_later_table\n", later.stderr
+    assert later.stdout == "applied 004_later_table\n", later.stderr
     assert app.sql("INSERT INTO quantum.lp_later (note) VALUES ('a'), ('b') RETURNING id") == [
         (1,), (2,)]
     app.sql("UPDATE quantum.lp_later SET note = 'c' WHERE id = 1")
