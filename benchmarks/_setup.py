@@ -28,8 +28,23 @@ def database_url(url: str | None) -> str:
 
 
 def odds_csv(rows: int) -> Path:
-    """The first ``rows`` sample odds as a CSV file with a header (written once)."""
+    """The first ``rows`` sample odds as a CSV file with a header (written once). Past the
+    sample's size, more copies of it with their own match ids (``m17~2``): the same months,
+    denser, as when more bookmakers, markets and snapshots are collected."""
     path = BENCH_DIR / f"odds_{rows}.csv"
+    if not path.exists() and rows > sample.ODDS_ROWS:
+        base = odds_csv(sample.ODDS_ROWS)
+        with base.open(encoding="utf-8") as source, path.open("w", encoding="utf-8") as out:
+            header = source.readline()
+            lines = source.readlines()
+            out.write(header)
+            written, copy = 0, 0
+            while written < rows:
+                for line in lines[:rows - written]:
+                    match_id, rest = line.split(",", 1)
+                    out.write(f"{match_id}~{copy},{rest}" if copy else line)
+                written += min(len(lines), rows - written)
+                copy += 1
     if not path.exists():
         BENCH_DIR.mkdir(parents=True, exist_ok=True)
         data = sample.SampleData(scale=min(rows / sample.ODDS_ROWS, 1.0))

@@ -3,6 +3,7 @@
     monps-store check [--json]            # connection, server, settings, pool, schema drift
     monps-store --embedded check          # the same against the embedded PostgreSQL
     monps-store migrate | rollback | status | history | create | stamp | reset
+    monps-store ingest odds FILE | settle-clv | demo | partitions [--ahead N] [--retain M --yes]
 
 ``main(argv) -> int`` is the one entry point and the only place that loads settings. Expected
 failures become one line on stderr, ``error: ...``, and an exit code: 1 for a problem found,

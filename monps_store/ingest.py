@@ -182,10 +182,10 @@ def _as_text(column: str, value) -> str:
     raise _BadRow(column, f"has an unsupported type {type(value).__name__}", value)
 
 
-def _rows_from_csv(stream, name: str):
+def _rows_from_csv(stream, name: str, mode: _Mode):
     """For each data row of a CSV stream: ``(line number, fields in COLUMNS order or _BadRow)``,
     or, for a plain line in the standard column order that passes the fast checks,
-    ``(line number, (natural key, the line for COPY, UTC month))`` as a tuple."""
+    ``(line number, (natural key or None, the line for COPY, UTC month))`` as a tuple."""
     lines = iter(stream)
     reader = csv.reader(lines, strict=True)
     try:
@@ -225,7 +225,7 @@ def _rows_from_csv(stream, name: str):
                 "the file's path to have the line and column named") from None
         number += 1
         if fast is not None:
-            row = fast(line)
+            row = fast(line, mode.keyed)
             if row is not None:
                 yield number, row
                 continue
@@ -258,9 +258,19 @@ _FAST = re.compile(",".join([_PLAIN] * 7 + [r"([0-9]{1,7}(?:\.[0-9]{1,3})?)"] + 
 _EDGE_DAYS = frozenset(("01", "28", "29", "30", "31"))  # where the UTC month may differ
 
 
-def _fast_line(line: str, _match=_FAST.fullmatch, _parse=datetime.datetime.fromisoformat):
-    """(natural key, the line ending in one LF, UTC month) for a line certainly valid, else
-    None. The key holds ``collected_at`` parsed, so ``Z`` and ``+00:00`` are one moment."""
+class _Mode:
+    """Shared by the reader and the loader: whether fast lines need their natural key (the
+    loader is merging chunks, which must hold each key once) or can go without it (a chunk
+    COPYed straight into the table: the unique index itself refuses a repeated key)."""
+
+    keyed = False
+
+
+def _fast_line(line: str, keyed: bool, _match=_FAST.fullmatch,
+               _parse=datetime.datetime.fromisoformat):
+    """(natural key or None, the line ending in one LF, UTC month) for a line certainly
+    valid, else None. The key holds ``collected_at`` parsed, so ``Z`` and ``+00:00`` are one
+    moment."""
     found = _match(line)
     if found is None:
         return None
@@ -268,20 +278,29 @@ def _fast_line(line: str, _match=_FAST.fullmatch, _parse=datetime.datetime.fromi
     if float(fields[7]) <= 1:
         return None
     commence, collected = fields[8], fields[9]
+    day = collected[8:10]
     try:
-        if commence[8:10] > "28":  # the regex allows 31 in any month
+        if commence[8:10] > "28":  # the regex allows the 31st in any month
             _parse(commence)
-        moment = _parse(collected)
+        moment = _parse(collected) if keyed or day in _EDGE_DAYS else None
     except ValueError:  # 2026-02-30 and the like
         return None
-    if collected[8:10] in _EDGE_DAYS:
+    if day in _EDGE_DAYS:  # the UTC month may be another; 29-31 also checked to exist
         utc = moment.astimezone(datetime.UTC)
         month = (utc.year, utc.month)
     else:
         month = (int(collected[:4]), int(collected[5:7]))
     if line[-1:] != "\n" or line[-2:-1] == "\r":
         line = line.rstrip("\r\n") + "\n"
-    return (fields[0], fields[4], fields[5], fields[6], moment), line, month
+    key = (fields[0], fields[4], fields[5], fields[6], moment) if keyed else None
+    return key, line, month
+
+
+def _key_of(text: str, prefix_length: int) -> tuple:
+    """The natural key of a chunk line the fast path took without one."""
+    fields = _FAST.fullmatch(text, prefix_length).groups()
+    return (fields[0], fields[4], fields[5], fields[6],
+            datetime.datetime.fromisoformat(fields[9]))
 
 
 def _rows_from_iterable(rows: Iterable[Mapping]):
@@ -304,14 +323,15 @@ def _rows_from_iterable(rows: Iterable[Mapping]):
 
 
 class _Producer(threading.Thread):
-    """Validates rows and queues chunks (CSV text, rows, distinct keys, UTC months); None
-    ends the stream. Each chunk holds the last occurrence of each natural key among its rows,
-    every line starting with the audit columns (``prefix``)."""
+    """Validates rows and queues chunks; None ends the stream. A chunk is the rows' COPY
+    lines (each starting with the audit columns, ``prefix``), their natural keys (None for a
+    line the fast path took while ``mode.keyed`` was off) and their UTC months."""
 
-    def __init__(self, rows, name, skip_invalid, rejects_writer, chunk_rows, prefix):
+    def __init__(self, rows, name, skip_invalid, rejects_writer, chunk_rows, prefix, mode):
         super().__init__(daemon=True, name="monps-ingest-validate")
         self.rows, self.source_name, self.skip_invalid = rows, name, skip_invalid
         self.rejects, self.chunk_rows, self.prefix = rejects_writer, chunk_rows, prefix
+        self.mode = mode
         self.chunks: queue.Queue = queue.Queue(maxsize=2)
         self.report = IngestReport()
         self.error: BaseException | None = None
@@ -333,7 +353,7 @@ class _Producer(threading.Thread):
                                       f"{exc.start} of a read block)") from None
 
     def _chunk_rows(self):
-        chunk, months, count = {}, set(), 0
+        texts, keys, months = [], [], set()
         prefix, buffer = self.prefix, io.StringIO()
         # "\n" as the terminator also makes the writer quote a field holding one.
         writer = csv.writer(buffer, lineterminator="\n")
@@ -342,7 +362,8 @@ class _Producer(threading.Thread):
             rows += 1
             if type(item) is tuple:  # the fast path's
                 key, text, month = item
-                chunk[key] = prefix + text  # a repeated key: the last one wins
+                texts.append(prefix + text)
+                keys.append(key)
                 months.add(month)
             else:
                 try:
@@ -355,19 +376,19 @@ class _Producer(threading.Thread):
                 buffer.seek(0)
                 buffer.truncate()
                 writer.writerow(item)
-                chunk[key] = prefix + buffer.getvalue()
+                texts.append(prefix + buffer.getvalue())
+                keys.append(key)
                 months.add((key[4].astimezone(datetime.UTC).year,
                             key[4].astimezone(datetime.UTC).month))
-            count += 1
-            if count == self.chunk_rows:
+            if len(texts) == self.chunk_rows:
                 if self.stop.is_set():
                     return
                 self.report.rows = rows
-                self.chunks.put(("".join(chunk.values()), count, len(chunk), months))
-                chunk, months, count = {}, set(), 0
+                self.chunks.put((texts, keys, months))
+                texts, keys, months = [], [], set()
         self.report.rows = rows
-        if count:
-            self.chunks.put(("".join(chunk.values()), count, len(chunk), months))
+        if texts:
+            self.chunks.put((texts, keys, months))
 
     def _reject(self, bad: _BadRow, line: int, fields) -> None:
         message = bad.describe(line)
@@ -415,7 +436,8 @@ def ingest_odds(source, *, skip_invalid: bool = False, rejects=None,
     chunk. Raises InvalidInput (strict mode) having written nothing."""
     start = time.perf_counter()
     with contextlib.ExitStack() as stack:
-        name, rows = _open_source(source, stack)
+        mode = _Mode()
+        name, rows = _open_source(source, stack, mode)
         rejects_writer = None
         if rejects is not None:
             target = stack.enter_context(open(rejects, "w", newline="", encoding="utf-8")) \
@@ -423,7 +445,7 @@ def ingest_odds(source, *, skip_invalid: bool = False, rejects=None,
             rejects_writer = csv.writer(target, lineterminator="\n")
             rejects_writer.writerow(["line", "reason", *COLUMNS])
         producer = _Producer(rows, name, skip_invalid, rejects_writer, chunk_rows,
-                             _audit_prefix())
+                             _audit_prefix(), mode)
         producer.start()
         try:
             report = _load(producer, progress)
@@ -444,7 +466,7 @@ def _audit_prefix() -> str:
     return buffer.getvalue()
 
 
-def _open_source(source, stack):
+def _open_source(source, stack, mode: _Mode):
     if isinstance(source, (str, os.PathLike)):
         try:
             # Undecodable bytes become lone surrogates that validation reports by line and
@@ -453,10 +475,10 @@ def _open_source(source, stack):
                                               errors="surrogateescape"))
         except OSError as exc:
             raise errors.InvalidInput(f"{source}: cannot open: {exc.strerror}") from None
-        return str(source), _rows_from_csv(stream, str(source))
+        return str(source), _rows_from_csv(stream, str(source), mode)
     if hasattr(source, "read"):
         name = getattr(source, "name", "<stream>")
-        return str(name), _rows_from_csv(source, str(name))
+        return str(name), _rows_from_csv(source, str(name), mode)
     return "<rows>", _rows_from_iterable(source)
 
 
@@ -478,16 +500,19 @@ def _load(producer: _Producer, progress) -> IngestReport:
             item = producer.chunks.get()
             if item is None:
                 break
-            text, count, distinct, months = item
+            texts, keys, months = item
+            count = distinct = len(texts)
             partitions.ensure(months, db, known_months)
-            if direct and _copy_direct(cursor, text):
-                inserted, updated = distinct, 0
+            if direct and _copy_direct(cursor, "".join(texts)):
+                inserted, updated = count, 0  # the unique index let no key in twice
             else:
                 if not staged_before:
                     cursor.execute(_STAGE)
                     staged_before = True
+                text, distinct = _last_of_each_key(texts, keys, len(producer.prefix))
                 inserted, updated = _stage_and_merge(cursor, text)
                 direct = inserted == distinct  # no stored key met: try COPY again
+            producer.mode.keyed = not direct  # merged chunks need their keys
             totals["inserted"] += inserted
             totals["updated"] += updated
             totals["distinct"] += distinct
@@ -501,6 +526,14 @@ def _load(producer: _Producer, progress) -> IngestReport:
     report.duplicates = totals["staged"] - totals["distinct"]
     report.unchanged = totals["distinct"] - report.inserted - report.updated
     return report
+
+
+def _last_of_each_key(texts: list[str], keys: list, prefix_length: int) -> tuple[str, int]:
+    """The chunk with each natural key once (its last line), and how many keys."""
+    last = {}
+    for text, key in zip(texts, keys, strict=True):
+        last[key if key is not None else _key_of(text, prefix_length)] = text
+    return "".join(last.values()), len(last)
 
 
 def _copy_direct(cursor, text: str) -> bool:

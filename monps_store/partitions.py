@@ -58,6 +58,14 @@ def month_start(month: Month) -> datetime.datetime:
     return datetime.datetime(month[0], month[1], 1, tzinfo=UTC)
 
 
+def _month_end(month: Month) -> datetime.datetime:
+    """The exclusive end of ``month``; for December 9999, the last moment Python can hold."""
+    following = add_months(month, 1)
+    if following[0] > datetime.MAXYEAR:
+        return datetime.datetime.max.replace(tzinfo=UTC)
+    return month_start(following)
+
+
 def add_months(month: Month, count: int) -> Month:
     index = month[0] * 12 + month[1] - 1 + count
     return index // 12, index % 12 + 1
@@ -111,7 +119,7 @@ def listing(database=None) -> list[Partition]:
     for name, rows, size in database.execute_sql(_LIST).fetchall():
         month = _month_of_name(name)
         start = month_start(month) if month else None
-        end = month_start(add_months(month, 1)) if month else None
+        end = _month_end(month) if month else None
         if rows < 0:  # never analysed: count it
             (rows,) = database.execute_sql(
                 f'SELECT count(*) FROM public."{name}"').fetchone()  # noqa: S608 - a catalog name

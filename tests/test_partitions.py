@@ -195,7 +195,10 @@ def test_retention_drops_exactly_the_months_before_the_kept_ones(db, pg):
     assert remaining == [f"odds_y2040m{m:02d}" for m in range(3, 9)]
     assert sorted(m for (m,) in pg.sql("SELECT match_id FROM public.odds")) == [
         "r3", "r4", "r5", "r6"]
+    with monps_store.connection() as database, database.atomic():  # the last month of all
+        partitions.ensure({(9999, 12)})
     listed = {p.name: p for p in partitions.listing()}
+    assert listed["odds_y9999m12"].end == datetime.datetime.max.replace(tzinfo=UTC)
     assert listed["odds_y2040m03"].rows == 1 and listed["odds_y2040m03"].bytes > 0
     assert listed["odds_y2040m03"].start == at("2040-03-01T00:00")
     assert listed["odds_y2040m03"].end == at("2040-04-01T00:00")

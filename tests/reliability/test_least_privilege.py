@@ -157,6 +157,11 @@ def test_the_application_role_works_with_rows_only_and_migrations_need_the_owner
     ingested = cli("ingest", "odds", str(csv), env=app_env, cwd=tmp_path)
     assert ingested.returncode == 0, ingested.stderr
     assert "2 inserted" in ingested.stdout
+    # The month partition the rows needed: made for the application role, owned by the owner.
+    (partition, owner), = Server(owner_url).sql(
+        "SELECT c.relname, pg_get_userbyid(c.relowner) FROM pg_inherits i JOIN pg_class c "
+        "ON c.oid = i.inhrelid WHERE i.inhparent = 'public.odds'::regclass")
+    assert owner == names["monps_owner"]
     settled = cli("settle-clv", env=app_env, cwd=tmp_path)
     assert settled.stdout.startswith("settled 1 pick(s)"), settled.stderr
     ran = subprocess.run([sys.executable, str(job)], capture_output=True, text=True,
@@ -187,6 +192,8 @@ def test_the_application_role_works_with_rows_only_and_migrations_need_the_owner
         "DROP TABLE quantum.team_quantum_dna",
         "CREATE SCHEMA lp_intruder",
         "TRUNCATE public.odds",
+        f"ALTER TABLE public.odds DETACH PARTITION public.{partition}",
+        f"DROP TABLE public.{partition}",
         "TRUNCATE quantum.team_quantum_dna CASCADE",
         "INSERT INTO public.monps_migrations (name, migrated_at) VALUES ('999_fake', now())",
     ):
