@@ -325,7 +325,8 @@ def _rows_from_iterable(rows: Iterable[Mapping]):
 class _Producer(threading.Thread):
     """Validates rows and queues chunks; None ends the stream. A chunk is the rows' COPY
     lines (each starting with the audit columns, ``prefix``), their natural keys (None for a
-    line the fast path took while ``mode.keyed`` was off) and their UTC months."""
+    line the fast path took while ``mode.keyed`` was off; the whole list None when the chunk
+    already holds each key once), their UTC months and the number of rows read."""
 
     def __init__(self, rows, name, skip_invalid, rejects_writer, chunk_rows, prefix, mode):
         super().__init__(daemon=True, name="monps-ingest-validate")
@@ -384,11 +385,20 @@ class _Producer(threading.Thread):
                 if self.stop.is_set():
                     return
                 self.report.rows = rows
-                self.chunks.put((texts, keys, months))
+                self._put(texts, keys, months)
                 texts, keys, months = [], [], set()
         self.report.rows = rows
         if texts:
-            self.chunks.put((texts, keys, months))
+            self._put(texts, keys, months)
+
+    def _put(self, texts: list[str], keys: list, months: set) -> None:
+        count = len(texts)
+        if self.mode.keyed and None not in keys:
+            # The loader merges: each key once, the last line of it (done here, in this
+            # thread: in the loader's it would compete for the GIL with this one).
+            last = dict(zip(keys, texts, strict=True))
+            texts, keys = list(last.values()), None
+        self.chunks.put((texts, keys, months, count))
 
     def _reject(self, bad: _BadRow, line: int, fields) -> None:
         message = bad.describe(line)
@@ -500,16 +510,19 @@ def _load(producer: _Producer, progress) -> IngestReport:
             item = producer.chunks.get()
             if item is None:
                 break
-            texts, keys, months = item
-            count = distinct = len(texts)
+            texts, keys, months, count = item
+            distinct = len(texts)
             partitions.ensure(months, db, known_months)
             if direct and _copy_direct(cursor, "".join(texts)):
-                inserted, updated = count, 0  # the unique index let no key in twice
+                inserted, updated = distinct, 0  # the unique index let no key in twice
             else:
                 if not staged_before:
                     cursor.execute(_STAGE)
                     staged_before = True
-                text, distinct = _last_of_each_key(texts, keys, len(producer.prefix))
+                if keys is None:  # each key once already
+                    text = "".join(texts)
+                else:
+                    text, distinct = _last_of_each_key(texts, keys, len(producer.prefix))
                 inserted, updated = _stage_and_merge(cursor, text)
                 direct = inserted == distinct  # no stored key met: try COPY again
             producer.mode.keyed = not direct  # merged chunks need their keys
