@@ -5,8 +5,11 @@
     report.inserted, report.updated, report.unchanged, report.rejected
 
 How it runs: a producer thread reads the CSV (or the rows), validates every row and writes the
-good ones into CSV chunks; the calling thread, inside one transaction, COPYs each chunk into a
-temporary table and upserts it into ``public.odds`` with one set-based statement::
+good ones into chunks of CSV lines (a plain line in the standard column order is checked by one
+regular expression and passed on as read; anything else goes through ``validate()``). The
+calling thread, inside one transaction, first creates the month partitions a chunk needs, then
+COPYs it straight into ``public.odds`` inside a savepoint. A chunk that meets a stored key is
+undone and merged instead, through a temporary table::
 
     INSERT INTO odds SELECT ... FROM stage
     ON CONFLICT (natural key) DO UPDATE SET ... WHERE (values) IS DISTINCT FROM (EXCLUDED values)
@@ -14,9 +17,9 @@ temporary table and upserts it into ``public.odds`` with one set-based statement
 so validation of the next chunk overlaps with the server's work on this one, memory stays
 bounded by a few chunks whatever the file size, a row identical to the stored one is left alone
 (loading the same file twice changes nothing), the last occurrence of a key in a chunk wins
-(a later chunk's occurrence then updates it), and concurrent loads lock a chunk's rows in key
-order. Timestamps and audit columns are filled as on every
-other write path.
+(a later chunk's occurrence then updates it), and concurrent loads queue on an advisory lock.
+``created_by``/``updated_by``/``change_reason`` come from the audit scope; ``created_at`` and
+``updated_at`` are the load's transaction time (an updated row: the time of its update).
 
 Input rules (CONTRACT.md): UTF-8, a header row, the ten columns in any order, no others;
 ``price`` a decimal > 1 with at most 3 decimal places (at most 7 digits before the point); times
