@@ -114,32 +114,34 @@ END
 $$""".replace("%s", "%%s"))  # noqa: S608 - `old` is one of this module's names
 
 
-def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
-    _move_aside(migrator, "odds_unpartitioned")
+def _rebuild(migrator: Migrator, old: str, primary_key: str, partitioning: str = "",
+             before_copy: tuple[str, ...] = ()) -> None:
+    """Move public.odds aside as ``old``, create it anew, copy every row, compare the counts,
+    drop ``old``: one transaction, so any failure leaves the table as it was."""
+    _move_aside(migrator, old)
     migrator.sql(f"CREATE TABLE public.odds ({COLUMNS},\n    CONSTRAINT odds_pkey PRIMARY KEY "
-                 "(id, collected_at)\n) PARTITION BY RANGE (collected_at)")
+                 f"({primary_key})\n){partitioning}")
     for statement in INDEXES.strip().split(";\n"):
         migrator.sql(statement.rstrip(";"))
     migrator.sql("ALTER SEQUENCE public.odds_id_seq OWNED BY public.odds.id")
-    _copy_grants(migrator, "odds_unpartitioned")
-    migrator.sql(PARTITION_FUNCTION)
-    migrator.sql("SELECT public.monps_odds_partition(m) FROM (SELECT DISTINCT date_trunc("
+    _copy_grants(migrator, old)
+    for statement in before_copy:
+        migrator.sql(statement)
+    migrator.sql(f"INSERT INTO public.odds SELECT * FROM public.{old}")  # noqa: S608
+    migrator.sql(VERIFY.format(old=old))
+    migrator.sql(f"DROP TABLE public.{old}")  # a partitioned one with its partitions
+
+
+def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
+    _rebuild(migrator, "odds_unpartitioned", "id, collected_at",
+             " PARTITION BY RANGE (collected_at)", before_copy=(
+                 PARTITION_FUNCTION,
+                 # A partition for every month that has rows.
+                 "SELECT public.monps_odds_partition(m) FROM (SELECT DISTINCT date_trunc("
                  "'month', collected_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS m "
-                 "FROM public.odds_unpartitioned) months")
-    migrator.sql("INSERT INTO public.odds SELECT * FROM public.odds_unpartitioned")
-    migrator.sql(VERIFY.format(old="odds_unpartitioned"))
-    migrator.sql("DROP TABLE public.odds_unpartitioned")
+                 "FROM public.odds_unpartitioned) months"))
 
 
 def rollback(migrator: Migrator, database: pw.Database, *, fake=False):
-    _move_aside(migrator, "odds_partitioned")
-    migrator.sql(f"CREATE TABLE public.odds ({COLUMNS},\n    CONSTRAINT odds_pkey PRIMARY KEY "
-                 "(id)\n)")
-    for statement in INDEXES.strip().split(";\n"):
-        migrator.sql(statement.rstrip(";"))
-    migrator.sql("ALTER SEQUENCE public.odds_id_seq OWNED BY public.odds.id")
-    _copy_grants(migrator, "odds_partitioned")
-    migrator.sql("INSERT INTO public.odds SELECT * FROM public.odds_partitioned")
-    migrator.sql(VERIFY.format(old="odds_partitioned"))
-    migrator.sql("DROP TABLE public.odds_partitioned")  # and its partitions
+    _rebuild(migrator, "odds_partitioned", "id")
     migrator.sql("DROP FUNCTION public.monps_odds_partition(timestamptz)")

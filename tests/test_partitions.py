@@ -117,9 +117,9 @@ def test_a_conversion_that_would_lose_rows_raises_and_changes_nothing(empty_data
     shutil.copytree(migrate.default_dir(), directory, ignore=shutil.ignore_patterns("__py*"))
     script = directory / "003_partition_odds.py"
     text = script.read_text()
-    copy = 'migrator.sql("INSERT INTO public.odds SELECT * FROM public.odds_unpartitioned")'
+    copy = 'migrator.sql(f"INSERT INTO public.odds SELECT * FROM public.{old}")'
     assert copy in text
-    script.write_text(text.replace(copy, copy[:-2] + ' WHERE id %% 10 <> 0")'))
+    script.write_text(text.replace(copy, copy[:-2] + ' WHERE id %% 10 <> 0")'))  # migrate only
     with Migrations.open(config.from_url(empty_database), directory) as migrations:
         migrations.apply(to="002_column_defaults")
         query(empty_database, ROWS)
