@@ -333,3 +333,28 @@ def test_every_time_series_read_uses_indexes_and_a_window_prunes_partitions(seri
                 assert scanned == {"odds_y2041m03"}, (name, shown)
             else:
                 assert scanned == all_months, (name, shown)
+
+
+def test_a_partition_being_created_blocks_neither_reads_nor_writes(db, pg):
+    add_odds(collected_at=at("2024-09-02T00:00"), match_id="before")  # September exists
+    creating = pg.admin()  # a transaction that creates a month and stays open
+    other = pg.admin()
+    try:
+        with creating.cursor() as cur:
+            cur.execute("BEGIN")
+            cur.execute("SELECT public.monps_odds_partition('2050-01-15 UTC')")
+        with other.cursor() as cur:
+            cur.execute("SET lock_timeout = '2s'")  # a blocked statement fails instead of waiting
+            cur.execute("SELECT count(*) FROM public.odds")
+            assert cur.fetchone() == (1,)
+            cur.execute("INSERT INTO public.odds (match_id, league, home_team, away_team, "
+                        "bookmaker, market, selection, price, commence_time, collected_at) "
+                        "VALUES ('during', 'L', 'H', 'A', 'b', '1x2', 'home', 2, "
+                        "'2024-09-03 UTC', '2024-09-02 12:00 UTC')")
+    finally:
+        with creating.cursor() as cur:
+            cur.execute("ROLLBACK")
+        creating.close()
+        other.close()
+    assert pg.sql("SELECT count(*) FROM public.odds") == [(2,)]
+    assert "odds_y2050m01" not in months_with_partitions(pg)  # rolled back with its creator
