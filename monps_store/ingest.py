@@ -289,8 +289,7 @@ def _fast_line(line: str, keyed: bool, _match=_FAST.fullmatch,
     except ValueError:  # 2026-02-30 and the like
         return None
     if day in _EDGE_DAYS:  # the UTC month may be another; 29-31 also checked to exist
-        utc = moment.astimezone(datetime.UTC)
-        month = (utc.year, utc.month)
+        month = partitions.month_of(moment)
     else:
         month = (int(collected[:4]), int(collected[5:7]))
     if line[-1:] != "\n" or line[-2:-1] == "\r":
@@ -382,8 +381,7 @@ class _Producer(threading.Thread):
                 writer.writerow(item)
                 texts.append(prefix + buffer.getvalue())
                 keys.append(key)
-                months.add((key[4].astimezone(datetime.UTC).year,
-                            key[4].astimezone(datetime.UTC).month))
+                months.add(partitions.month_of(key[4]))
             if len(texts) == self.chunk_rows:
                 if self.stop.is_set():
                     return
