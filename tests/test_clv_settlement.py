@@ -53,6 +53,15 @@ def test_clv_uses_the_last_price_before_kick_off_from_the_picks_bookmaker(pg, db
     ]
 
 
+def test_a_pick_made_after_the_last_price_before_kick_off_settles_on_that_price(pg, db):
+    odds("2.300", 24 * 40)      # weeks earlier, in another month
+    odds("2.000", 2)            # the closing price, collected before the pick
+    odds("1.500", -1)           # in play: ignored
+    add_pick(agent="late", odds_taken="2.100", picked_at=hours_before(0.5))
+    assert clv.settle() == clv.Settlement(settled=1, still_open=0)
+    assert picks(pg)[0][1:4] == ("settled", Decimal("2.000"), Decimal("5.000"))
+
+
 def test_a_reference_bookmaker_replaces_each_picks_own(pg, db):
     odds("2.000", 1)
     odds("2.200", 1, bookmaker="sharp")

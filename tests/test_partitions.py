@@ -19,8 +19,8 @@ import monps_store
 from monps_store import config, drift, ingest, partitions
 from monps_store.migrate import Migrations
 from monps_store.models import ALL_MODELS, Odds
-from monps_store.repositories import odds
-from tests.factories import add_odds
+from monps_store.repositories import clv, odds
+from tests.factories import add_odds, add_pick
 
 UTC = datetime.UTC
 
@@ -358,3 +358,41 @@ def test_a_partition_being_created_blocks_neither_reads_nor_writes(db, pg):
         other.close()
     assert pg.sql("SELECT count(*) FROM public.odds") == [(2,)]
     assert "odds_y2050m01" not in months_with_partitions(pg)  # rolled back with its creator
+
+
+def executed_partitions(plan: str, months: set[str]) -> set[str]:
+    """The month partitions an ``EXPLAIN ANALYZE`` text plan shows as read at least once."""
+    return {month for line in plan.splitlines() for month in months
+            if month in line and "never executed" not in line}
+
+
+def test_clv_settlement_reads_only_the_months_it_needs_around_each_pick(series, pg):
+    with monps_store.connection() as database, database.atomic():
+        partitions.ensure({(2041, 1), (2041, 6)})
+    months = set(months_with_partitions(pg))
+    pg.sql("ANALYZE public.odds")
+
+    def months_read(picked_at) -> tuple[set[str], set[str]]:
+        """The months read looking at prices since the pick, then at the earlier ones."""
+        add_pick(agent="a", match_id="s1", selection="home", odds_taken="2.300",
+                 picked_at=picked_at)
+        with monps_store.connection() as database, database.atomic() as transaction:
+            database.execute_sql("SET LOCAL enable_seqscan = off")
+            plan = "\n".join(row[0] for row in database.execute_sql(
+                "EXPLAIN ANALYZE " + clv._SETTLE, (None, KICK_OFF, KICK_OFF, "test", "plan")))
+            transaction.rollback()
+        pg.sql("DELETE FROM public.tracking_clv_picks")
+        assert "Seq Scan on odds" not in plan, plan
+        since, earlier = plan.split("SubPlan 2")
+        earlier = earlier.split("CTE settled")[0]
+        return executed_partitions(since, months), executed_partitions(earlier, months)
+
+    # Six hours before kick-off: the closing price (one hour before) came after the pick.
+    # January and February are never read; the earlier prices are not looked at at all.
+    assert months_read(KICK_OFF - datetime.timedelta(hours=6)) == (
+        {"odds_y2041m03", "odds_y2041m06"}, set())
+    # Half an hour before: no price since the pick, so the earlier ones are searched from the
+    # pick's month backwards. June is left out, and the search stops in March, where the
+    # closing price is, before it reaches February's older price of the same line.
+    assert months_read(KICK_OFF - datetime.timedelta(minutes=30)) == (
+        {"odds_y2041m03", "odds_y2041m06"}, {"odds_y2041m03"})

@@ -46,19 +46,31 @@ class Settlement:
 
 
 # The closing price of a pick: the last one collected before kick-off for the same match,
-# market and selection, from the pick's bookmaker or the reference one. The unique natural-key
-# index (match_id, bookmaker, market, selection, collected_at) serves it backwards.
-# Positional parameters (reference, now, now, actor, reason): both drivers take %s.
+# market and selection, from the pick's bookmaker or the reference one (the rule of
+# odds.closing_prices). It is looked for first among the prices collected since the pick was
+# made, the usual case, and only if there is none among the earlier ones: each lookup compares
+# collected_at with the pick's own picked_at, so the executor skips the month partitions on the
+# other side of it, and the natural-key index (match_id, bookmaker, market, selection,
+# collected_at) serves each remaining month backwards. Positional parameters (reference, now,
+# now, actor, reason): both drivers take %s.
 _SETTLE = """
-WITH closing AS (
-    SELECT p.id,
-           (SELECT o.price FROM public.odds o
-            WHERE o.match_id = p.match_id AND o.bookmaker = COALESCE(%s, p.bookmaker)
-              AND o.market = p.market AND o.selection = p.selection
-              AND o.collected_at < o.commence_time
-            ORDER BY o.collected_at DESC LIMIT 1) AS price
-    FROM public.tracking_clv_picks p
-    WHERE p.status = 'open'
+WITH pending AS (
+    SELECT id, match_id, market, selection, picked_at, COALESCE(%s, bookmaker) AS bookmaker
+    FROM public.tracking_clv_picks
+    WHERE status = 'open'
+), closing AS (
+    SELECT p.id, COALESCE(
+        (SELECT o.price FROM public.odds o
+         WHERE o.match_id = p.match_id AND o.bookmaker = p.bookmaker
+           AND o.market = p.market AND o.selection = p.selection
+           AND o.collected_at < o.commence_time AND o.collected_at >= p.picked_at
+         ORDER BY o.collected_at DESC LIMIT 1),
+        (SELECT o.price FROM public.odds o
+         WHERE o.match_id = p.match_id AND o.bookmaker = p.bookmaker
+           AND o.market = p.market AND o.selection = p.selection
+           AND o.collected_at < o.commence_time AND o.collected_at < p.picked_at
+         ORDER BY o.collected_at DESC LIMIT 1)) AS price
+    FROM pending p
 ), settled AS (
     UPDATE public.tracking_clv_picks p
     SET closing_odds = c.price,
