@@ -4,6 +4,7 @@
     monps-store --embedded check          # the same against the embedded PostgreSQL
     monps-store migrate | rollback | status | history | create | stamp | reset
     monps-store ingest odds FILE | settle-clv | demo | partitions [--ahead N] [--retain M --yes]
+    monps-store listen CHANNEL...         # events as JSON lines until interrupted
 
 ``main(argv) -> int`` is the one entry point and the only place that loads settings. Expected
 failures become one line on stderr, ``error: ...``, and an exit code: 1 for a problem found,
@@ -282,6 +283,39 @@ def partitions_command(obj, ahead, retain, yes, as_json):
             span = (f"{p.start:%Y-%m-%d} .. {p.end:%Y-%m-%d}" if p.start else "(not monthly)")
             click.echo(f"{p.name:<16} {span:<24} {p.rows:>12,} rows {p.bytes / 2**20:>10.1f} MiB")
         click.echo(f"{len(listed)} partition(s), {sum(p.rows for p in listed):,} rows")
+    return EXIT_OK
+
+
+@cli.command("listen")
+@click.argument("channels", nargs=-1, required=True)
+@click.option("--timeout", type=click.FloatRange(min=0), metavar="SECONDS",
+              help="Stop after this long without an event (default: run until interrupted).")
+@click.pass_obj
+def listen_command(obj, channels, timeout):
+    """Print the events of CHANNELS as JSON lines ({"channel", "payload", "pid"}) until
+    interrupted (Ctrl-C or SIGTERM: exit 0). Uses DATABASE_LISTEN_URL when set."""
+    import signal
+
+    from monps_store import events
+
+    obj.init_db()
+
+    def reconnected():
+        click.echo("listen: reconnected; events sent while disconnected were missed", err=True)
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        with events.listen(*channels, timeout=timeout, on_reconnect=reconnected) as listener:
+            for event in listener:
+                click.echo(json.dumps({"channel": event.channel, "payload": event.payload,
+                                       "pid": event.pid}, ensure_ascii=False))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return EXIT_OK
 
 

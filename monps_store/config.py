@@ -89,6 +89,10 @@ class Settings:
     # "pgbouncer": a transaction-mode pooler sits in front, so no session state is kept (no
     # startup options: the statement timeout is SET LOCAL in each transaction).
     pooler: str = "none"
+    # monps_store.cache on or off, and a direct URL for LISTEN (events.listen and the cache's
+    # listener) when the connection above goes through a pooler that cannot deliver them.
+    cache: bool = True
+    listen_url: Secret | None = None
 
     def __post_init__(self):
         problems = check_ranges({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
@@ -159,6 +163,8 @@ class Settings:
             "replicas": [replica.display_url for replica in self.replicas],
             "replica_max_lag_ms": self.replica_max_lag_ms,
             "pooler": self.pooler,
+            "cache": self.cache,
+            "listen_url": MASK if self.listen_url else None,
         }
 
 
@@ -328,7 +334,7 @@ def with_replicas(settings: Settings, urls, variable: str = "DATABASE_REPLICA_UR
         raise ConfigError(problems)
     return dataclasses.replace(settings, replicas=tuple(
         dataclasses.replace(settings, **fields, source=variable, replicas=(),
-                            migration_url=None) for fields in found))
+                            migration_url=None, listen_url=None) for fields in found))
 
 
 def from_url(url: str, **overrides) -> Settings:
@@ -376,10 +382,12 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file=".env") -> 
         "application_name": env.str("DB_APPLICATION_NAME", "monps_store"),
         "replica_max_lag_ms": env.int("DB_REPLICA_MAX_LAG_MS", 1000),
         "pooler": env.str("DB_POOLER", "none").strip().lower(),
+        "cache": env.bool("DB_CACHE", True),
     }
     replica_urls = env.str("DATABASE_REPLICA_URLS", None)
     url = env.str("DATABASE_URL", None)
     migration_url = env.str("MIGRATION_DATABASE_URL", None)
+    listen_url = env.str("DATABASE_LISTEN_URL", None)
     user, password, name = (env.str(v, None) for v in ("DB_USER", "DB_PASSWORD", "DB_NAME"))
 
     problems = []
@@ -410,6 +418,12 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file=".env") -> 
             values["migration_url"] = Secret(migration_url.strip())
         except ConfigError as exc:
             problems += exc.problems
+    if listen_url is not None and listen_url.strip():
+        try:
+            parse_url(listen_url, "DATABASE_LISTEN_URL")
+            values["listen_url"] = Secret(listen_url.strip())
+        except ConfigError as exc:
+            problems += exc.problems
 
     if replica_urls:
         problems += _replica_fields(replica_urls, "DATABASE_REPLICA_URLS")[1]
@@ -421,4 +435,5 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file=".env") -> 
 
 
 # A blank URL in a .env copied from .env.example means "not set", not "invalid".
-_BLANK_IS_UNSET = {"DATABASE_URL", "MIGRATION_DATABASE_URL", "DATABASE_REPLICA_URLS"}
+_BLANK_IS_UNSET = {"DATABASE_URL", "MIGRATION_DATABASE_URL", "DATABASE_REPLICA_URLS",
+                   "DATABASE_LISTEN_URL"}

@@ -547,7 +547,8 @@ def pool_status() -> dict:
     ``replicas``: one entry per replica pool."""
     status = db.pool_status()
     for key, (_close, figures) in _companions.items():
-        status[key] = figures()
+        if figures is not None:
+            status[key] = figures()
     return status
 
 

@@ -18,6 +18,9 @@ so validation of the next chunk overlaps with the server's work on this one, mem
 bounded by a few chunks whatever the file size, a row identical to the stored one is left alone
 (loading the same file twice changes nothing), the last occurrence of a key in a chunk wins
 (a later chunk's occurrence then updates it), and concurrent loads queue on an advisory lock.
+When the load commits, ``odds_changed`` events (``monps_store.events``) name the match ids of
+every row inserted or changed, as many events as the payload limit needs; none if nothing
+changed.
 ``created_by``/``updated_by``/``change_reason`` come from the audit scope; ``created_at`` and
 ``updated_at`` are the load's transaction time (an updated row: the time of its update).
 
@@ -50,7 +53,7 @@ from decimal import Decimal
 
 import psycopg2
 
-from monps_store import audit, errors, partitions
+from monps_store import audit, errors, events, partitions
 from monps_store.database import advisory_lock_key, connection, db
 from monps_store.models import checks
 
@@ -61,6 +64,7 @@ COLUMNS = ("match_id", "league", "home_team", "away_team", "bookmaker", "market"
 KEY = ("match_id", "bookmaker", "market", "selection", "collected_at")
 VALUES = tuple(c for c in COLUMNS if c not in KEY)  # what an update may change
 CHUNK_ROWS = 20_000
+CHANGED_CHANNEL = "odds_changed"  # published on commit: {"match_ids": [...], "table": ...}
 
 _TEXT = tuple(i for i, c in enumerate(COLUMNS) if c not in ("price", "commence_time",
                                                             "collected_at"))
@@ -271,9 +275,9 @@ class _Mode:
 
 def _fast_line(line: str, keyed: bool, _match=_FAST.fullmatch,
                _parse=datetime.datetime.fromisoformat):
-    """(natural key or None, the line ending in one LF, UTC month) for a line certainly
-    valid, else None. The key holds ``collected_at`` parsed, so ``Z`` and ``+00:00`` are one
-    moment."""
+    """(natural key or None, the line ending in one LF, UTC month, match id) for a line
+    certainly valid, else None. The key holds ``collected_at`` parsed, so ``Z`` and
+    ``+00:00`` are one moment."""
     found = _match(line)
     if found is None:
         return None
@@ -295,7 +299,7 @@ def _fast_line(line: str, keyed: bool, _match=_FAST.fullmatch,
     if line[-1:] != "\n" or line[-2:-1] == "\r":
         line = line.rstrip("\r\n") + "\n"
     key = (fields[0], fields[4], fields[5], fields[6], moment) if keyed else None
-    return key, line, month
+    return key, line, month, fields[0]
 
 
 def _key_of(text: str, prefix_length: int) -> tuple:
@@ -328,7 +332,8 @@ class _Producer(threading.Thread):
     """Validates rows and queues chunks; None ends the stream. A chunk is the rows' COPY
     lines (each starting with the audit columns, ``prefix``), their natural keys (None for a
     line the fast path took while ``mode.keyed`` was off; the whole list None when the chunk
-    already holds each key once), their UTC months and the number of rows read."""
+    already holds each key once), their UTC months, the number of rows read and their match
+    ids."""
 
     def __init__(self, rows, name, skip_invalid, rejects_writer, chunk_rows, prefix, mode):
         super().__init__(daemon=True, name="monps-ingest-validate")
@@ -356,7 +361,7 @@ class _Producer(threading.Thread):
                                       f"{exc.start} of a read block)") from None
 
     def _chunk_rows(self):
-        texts, keys, months = [], [], set()
+        texts, keys, months, matches = [], [], set(), set()
         prefix, buffer = self.prefix, io.StringIO()
         # "\n" as the terminator also makes the writer quote a field holding one.
         writer = csv.writer(buffer, lineterminator="\n")
@@ -364,10 +369,11 @@ class _Producer(threading.Thread):
         for line, item in self.rows:
             rows += 1
             if type(item) is tuple:  # the fast path's
-                key, text, month = item
+                key, text, month, match = item
                 texts.append(prefix + text)
                 keys.append(key)
                 months.add(month)
+                matches.add(match)
             else:
                 try:
                     if isinstance(item, _BadRow):
@@ -382,24 +388,25 @@ class _Producer(threading.Thread):
                 texts.append(prefix + buffer.getvalue())
                 keys.append(key)
                 months.add(partitions.month_of(key[4]))
+                matches.add(key[0])
             if len(texts) == self.chunk_rows:
                 if self.stop.is_set():
                     return
                 self.report.rows = rows
-                self._put(texts, keys, months)
-                texts, keys, months = [], [], set()
+                self._put(texts, keys, months, matches)
+                texts, keys, months, matches = [], [], set(), set()
         self.report.rows = rows
         if texts:
-            self._put(texts, keys, months)
+            self._put(texts, keys, months, matches)
 
-    def _put(self, texts: list[str], keys: list, months: set) -> None:
+    def _put(self, texts: list[str], keys: list, months: set, matches: set) -> None:
         count = len(texts)
         if self.mode.keyed and None not in keys:
             # The loader merges: each key once, the last line of it (done here, in this
             # thread: in the loader's it would compete for the GIL with this one).
             last = dict(zip(keys, texts, strict=True))
             texts, keys = list(last.values()), None
-        self.chunks.put((texts, keys, months, count))
+        self.chunks.put((texts, keys, months, count, matches))
 
     def _reject(self, bad: _BadRow, line: int, fields) -> None:
         message = bad.describe(line)
@@ -434,9 +441,11 @@ WITH merged AS (
           IS DISTINCT FROM ({', '.join(f'EXCLUDED.{c}' for c in VALUES)})
     -- A partitioned table cannot return xmax: a new row has updated_at = now() (its
     -- default, the transaction's start), an updated one the later clock_timestamp().
-    RETURNING (o.updated_at = now()) AS inserted
+    RETURNING o.match_id, (o.updated_at = now()) AS inserted
 )
-SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM merged
+SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted),
+       array_agg(DISTINCT match_id)
+FROM merged
 """  # noqa: S608
 
 
@@ -502,6 +511,7 @@ def _load(producer: _Producer, progress) -> IngestReport:
     a conflict."""
     totals = {"inserted": 0, "updated": 0, "distinct": 0, "staged": 0}
     known_months: set = set()
+    changed_matches: set[str] = set()  # of rows inserted or changed
     direct = True
     with connection(), db.atomic(), _raw_cursor_errors_translated():
         _lock_odds_ingest()
@@ -511,11 +521,12 @@ def _load(producer: _Producer, progress) -> IngestReport:
             item = producer.chunks.get()
             if item is None:
                 break
-            texts, keys, months, count = item
+            texts, keys, months, count, matches = item
             distinct = len(texts)
             partitions.ensure(months, db, known_months)
             if direct and _copy_direct(cursor, "".join(texts)):
                 inserted, updated = distinct, 0  # the unique index let no key in twice
+                changed_matches |= matches
             else:
                 if not staged_before:
                     cursor.execute(_STAGE)
@@ -524,7 +535,8 @@ def _load(producer: _Producer, progress) -> IngestReport:
                     text = "".join(texts)
                 else:
                     text, distinct = _last_of_each_key(texts, keys, len(producer.prefix))
-                inserted, updated = _stage_and_merge(cursor, text)
+                inserted, updated, merged_matches = _stage_and_merge(cursor, text)
+                changed_matches.update(merged_matches or ())
                 direct = inserted == distinct  # no stored key met: try COPY again
             producer.mode.keyed = not direct  # merged chunks need their keys
             totals["inserted"] += inserted
@@ -535,6 +547,9 @@ def _load(producer: _Producer, progress) -> IngestReport:
                 progress(totals["staged"])
         if producer.error is not None:
             raise producer.error  # inside the transaction: everything is rolled back
+        # Delivered when the load commits, never if it rolls back.
+        events.publish_batched(CHANGED_CHANNEL, "match_ids", sorted(changed_matches),
+                               table="public.odds")
     report = producer.report
     report.inserted, report.updated = totals["inserted"], totals["updated"]
     report.duplicates = totals["staged"] - totals["distinct"]
@@ -563,7 +578,7 @@ def _copy_direct(cursor, text: str) -> bool:
     return True
 
 
-def _stage_and_merge(cursor, text: str) -> tuple[int, int]:
+def _stage_and_merge(cursor, text: str) -> tuple[int, int, list[str] | None]:
     cursor.execute("TRUNCATE monps_odds_stage")
     with _quiet_copy_errors():
         cursor.copy_expert(_COPY_STAGE, io.StringIO(text), size=_COPY_BLOCK)

@@ -35,8 +35,8 @@ from monps_store import audit, config, database, errors, translate
 from monps_store.aio.pool import AsyncMonpsDatabase
 from monps_store.aio.replicas import Replicas
 
-__all__ = ["check_connection", "close_db", "connection", "init_db", "pool_status", "replica",
-           "run", "unit_of_work"]
+__all__ = ["check_connection", "close_db", "connection", "init_db", "listen", "pool_status",
+           "replica", "run", "unit_of_work"]
 
 logger = logging.getLogger(__name__)
 
@@ -200,3 +200,13 @@ def pool_status() -> dict:
     if _db is None:
         return {"configured": False}
     return {**_db.pool_status(), "replicas": _replicas.status()}
+
+
+def listen(*channels: str, timeout: float | None = None, on_reconnect=None):
+    """An async iterator of the events of ``channels`` (see :mod:`monps_store.aio.events`),
+    on a direct connection of its own; it connects when entered or first iterated."""
+    from monps_store.aio.events import AsyncListener
+
+    settings = _db.settings if _db is not None else database.active_settings()
+    return AsyncListener(channels, timeout=timeout, on_reconnect=on_reconnect,
+                         settings=settings)

@@ -53,10 +53,14 @@ class RoutedMetadata(Metadata):
 class BaseModel(Model):
     """Bound to the package database, snake_case table names, a readable repr, ``to_dict()``.
 
-    ``natural_key`` names the fields that identify a row to a person (shown by ``repr``/``str``).
+    ``natural_key`` names the fields that identify a row to a person (shown by ``repr``/``str``);
+    ``publish_changes`` makes every write path publish a change event (see ``events``).
     """
 
     natural_key: tuple[str, ...] = ()
+    # Writes publish "<table>_changed" events (monps_store.events) carrying the primary keys
+    # (True) or the values of the field named here; False: no events.
+    publish_changes: bool | str = False
 
     class Meta:
         database = db
@@ -84,13 +88,32 @@ class BaseModel(Model):
         self._fill_audit_fields(created)
         self._check_values(created)
         key = getattr(self, "partitioned_by", None)
-        if key is not None and (only is None or key in [getattr(f, "name", f) for f in only]):
-            from monps_store import partitions  # the month this row goes to must exist
+        partitioned = key is not None and (only is None
+                                           or key in [getattr(f, "name", f) for f in only])
+        if not partitioned and not self.publish_changes:
+            return super().save(force_insert, only)
+        from monps_store import events, partitions
 
-            with self._meta.database.atomic():
+        with self._meta.database.atomic():
+            if partitioned:  # the month this row goes to must exist
                 partitions.ensure_for([getattr(self, key)])
-                return super().save(force_insert, only)
-        return super().save(force_insert, only)
+            saved = super().save(force_insert, only)
+            if saved and self.publish_changes:
+                events.publish_changes(type(self), [getattr(self, events.changes_field(
+                    type(self)).name)])
+            return saved
+
+    def delete_instance(self, recursive=False, delete_nullable=False):
+        if not self.publish_changes:
+            return super().delete_instance(recursive, delete_nullable)
+        from monps_store import events
+
+        with self._meta.database.atomic():
+            deleted = super().delete_instance(recursive, delete_nullable)
+            if deleted:
+                events.publish_changes(type(self), [getattr(self, events.changes_field(
+                    type(self)).name)])
+            return deleted
 
     def _fill_audit_fields(self, created: bool) -> None:
         fields = self._meta.fields

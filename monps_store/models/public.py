@@ -46,6 +46,7 @@ class Odds(AuditedModel):
     collected_at = DateTimeTZField()
 
     natural_key = ("match_id", "bookmaker", "market", "selection", "collected_at")
+    publish_changes = "match_id"  # odds_changed {"match_ids": [...]}, as the ingest sends
     partitioned_by = "collected_at"  # the write paths create the month partitions they need
 
     class Meta:

@@ -76,6 +76,7 @@ class TeamQuantumDNA(AuditedModel):
     avg_clv = _decimal(10, 3, null=True)
 
     natural_key = ("team_name",)
+    publish_changes = True  # team_quantum_dna_changed: cached reads depend on it
     # Figures get_top_performers() may rank by.
     PERFORMANCE_FIELDS = ("roi", "win_rate", "total_pnl", "avg_clv", "total_bets")
 
@@ -123,6 +124,7 @@ class QuantumStrategy(AuditedModel):
     is_active = BooleanField(default=True, constraints=[SQL("DEFAULT true")])
 
     natural_key = ("team", "market", "strategy_name")
+    publish_changes = True  # quantum_strategies_changed: cached reads depend on it
 
     class Meta:
         table_name = "quantum_strategies"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 
-from monps_store import audit, database
+from monps_store import audit, database, events
 from monps_store.errors import InvalidInput
 from monps_store.models import TrackingCLVPick, checks
 from monps_store.repositories import crud
@@ -37,6 +37,9 @@ def get_recent_picks(days: float = 7, limit: int | None = 100,
              .where(TrackingCLVPick.picked_at >= since, TrackingCLVPick.picked_at <= until)
              .order_by(TrackingCLVPick.picked_at.desc(), TrackingCLVPick.id.desc()))
     return list(query.limit(limit) if limit is not None else query)
+
+
+SETTLED_CHANNEL = "clv_settled"
 
 
 @dataclass(frozen=True)
@@ -81,18 +84,23 @@ WITH pending AS (
     WHERE p.id = c.id AND c.price IS NOT NULL
     RETURNING p.id
 )
-SELECT (SELECT count(*) FROM settled), (SELECT count(*) FROM closing WHERE price IS NULL)
+SELECT (SELECT count(*) FROM settled), (SELECT count(*) FROM closing WHERE price IS NULL),
+       (SELECT array_agg(id ORDER BY id) FROM settled)
 """
 
 
 def settle(reference_bookmaker: str | None = None) -> Settlement:
     """Fill closing odds and CLV percent, ``(odds_taken / closing_odds - 1) * 100``, for every
     open pick that has a closing price, in one statement; those are marked settled. Picks
-    without one stay open and are counted. Running it again settles only what is new."""
+    without one stay open and are counted. Running it again settles only what is new.
+    When it commits, ``clv_settled`` events carry the settled picks' ids (``{"ids": [...]}``)."""
     if reference_bookmaker is not None and not reference_bookmaker.strip():
         raise InvalidInput("the reference bookmaker must not be blank")
     info = audit.current()
     now = audit.now()
     params = (reference_bookmaker, now, now, info.actor, info.reason or "CLV settlement")
-    settled, still_open = database.current().execute_sql(_SETTLE, params).fetchone()
+    db = database.current()
+    with db.atomic():
+        settled, still_open, ids = db.execute_sql(_SETTLE, params).fetchone()
+        events.publish_batched(SETTLED_CHANNEL, "ids", ids or ())
     return Settlement(settled, still_open)

@@ -132,7 +132,15 @@ def delete(instance_or_model, pk=None) -> int:
     if pk is None:
         return instance_or_model.delete_instance()
     model = instance_or_model
-    deleted = model.delete().where(model._meta.primary_key == _pk(model, pk)).execute()
+    query = model.delete().where(model._meta.primary_key == _pk(model, pk))
+    published = _published_field(model)
+    if published is None:
+        deleted = query.execute()
+    else:
+        with database.current().atomic():
+            gone = _returned(query, published)
+            _publish(model, gone)
+        deleted = len(gone)
     if not deleted:
         raise NotFound(f"{model.__name__} with {model._meta.primary_key.name}={pk!r} not found")
     return deleted
@@ -155,12 +163,18 @@ def insert_many(model, rows: Iterable[dict], batch_size: int = BATCH_SIZE) -> in
     """Insert ``rows`` in batches inside one transaction; returns how many were inserted."""
     total = 0
     rows = list(_with_insert_audit(model, rows))
+    published = _published_field(model)
     with database.current().atomic():
         _ensure_partitions(model, rows)
+        changed = []
         for start in range(0, len(rows), batch_size):
             batch = rows[start:start + batch_size]
-            model.insert_many(batch).execute()
+            if published is None:
+                model.insert_many(batch).execute()
+            else:
+                changed += _returned(model.insert_many(batch), published)
             total += len(batch)
+        _publish(model, changed)
     return total
 
 
@@ -198,8 +212,10 @@ def upsert_many(model, rows: Iterable[dict], conflict: Sequence[str],
     # statement may not update the same row twice.
     rows = list({tuple(_key_value(row.get(name)) for name in conflict): row
                  for row in _with_insert_audit(model, rows)}.values())
+    published = _published_field(model)
     with database.current().atomic():
         _ensure_partitions(model, rows)
+        written = []
         for start in range(0, len(rows), batch_size):
             query = model.insert_many(rows[start:start + batch_size])
             if changed:
@@ -207,8 +223,33 @@ def upsert_many(model, rows: Iterable[dict], conflict: Sequence[str],
                                           where=differs)
             else:  # nothing to update: a conflicting row is left as it is
                 query = query.on_conflict(conflict_target=target, action="IGNORE")
-            total += query.as_rowcount().execute()
+            if published is None:
+                total += query.as_rowcount().execute()
+            else:  # RETURNING gives the rows inserted or changed, not the ones left alone
+                returned = _returned(query, published)
+                total += len(returned)
+                written += returned
+        _publish(model, written)
     return total
+
+
+def _published_field(model):
+    """The field whose values a write's change event carries; None if the model publishes none
+    (``publish_changes``)."""
+    from monps_store import events
+
+    return events.changes_field(model) if events.changes_channel(model) else None
+
+
+def _returned(query, field) -> list:
+    return [row[0] for row in query.returning(field).tuples().execute()]
+
+
+def _publish(model, values: list) -> None:
+    if values:
+        from monps_store import events
+
+        events.publish_changes(model, values)
 
 
 def _ensure_partitions(model, rows: list[dict]) -> None:
@@ -242,7 +283,13 @@ def update_where(model, changes: dict, **filters) -> int:
     values = {k: v for k, v in audit.update_values().items() if k in model._meta.fields}
     changes = checks.row(model, values | changes, complete=False)
     query = model.update(**changes).where(*_where(model, filters))
-    return query.execute()
+    published = _published_field(model)
+    if published is None:
+        return query.execute()
+    with database.current().atomic():
+        changed = _returned(query, published)
+        _publish(model, changed)
+    return len(changed)
 
 
 def bulk_update(instances: Sequence, fields: Sequence[str], batch_size: int = BATCH_SIZE) -> int:
@@ -262,7 +309,10 @@ def bulk_update(instances: Sequence, fields: Sequence[str], batch_size: int = BA
     columns = [model._meta.fields[name] for name in names + list(values)]
     pk = model._meta.primary_key
     changed = 0
+    published = _published_field(model)
     with database.current().atomic():
+        if published is not None:
+            _publish(model, [getattr(i, published.name) for i in instances])
         for start in range(0, len(instances), batch_size):
             batch = instances[start:start + batch_size]
             # peewee's Model.bulk_update, with every value cast to its column's type: a

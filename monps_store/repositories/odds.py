@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 from collections.abc import Iterable
 
+from monps_store import cache
 from monps_store.models import Odds, checks
 from monps_store.repositories import crud
 
@@ -77,6 +78,7 @@ def _last_per_price_line(query) -> list[Odds]:
                 .order_by(Odds.bookmaker, Odds.market, Odds.selection, Odds.collected_at.desc()))
 
 
+@cache.cached(ttl=300, invalidate_on=("odds_changed",))
 def latest_prices(match_id: str, market: str | None = None, *,
                   since: datetime.datetime | None = None,
                   until: datetime.datetime | None = None) -> list[Odds]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from peewee import fn
 
+from monps_store import cache
 from monps_store.models import QuantumStrategy, TeamQuantumDNA, checks
 from monps_store.repositories import crud, teams
 
@@ -18,6 +19,8 @@ def get_team_strategies(team_name: str, active_only: bool = True) -> list[Quantu
                                QuantumStrategy.strategy_name))
 
 
+@cache.cached(ttl=300, invalidate_on=("quantum_strategies_changed",
+                                     "team_quantum_dna_changed"))
 def get_best_by_market(market: str, min_sample: int = 0, limit: int = 10
                        ) -> list[QuantumStrategy]:
     """For ``market``, each team's best active strategy by ROI (ties: win rate), best first,

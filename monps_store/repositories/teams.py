@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from monps_store import cache
 from monps_store.errors import InvalidInput, NotFound
 from monps_store.models import TeamQuantumDNA, checks
 from monps_store.repositories import crud
@@ -23,6 +24,7 @@ def get_by_league(league: str) -> list[TeamQuantumDNA]:
                 .order_by(TeamQuantumDNA.team_name))
 
 
+@cache.cached(ttl=300, invalidate_on=("team_quantum_dna_changed",))
 def get_top_performers(limit: int = 10, by: str = "roi",
                        league: str | None = None) -> list[TeamQuantumDNA]:
     """The ``limit`` best teams by the performance figure ``by`` (one of
