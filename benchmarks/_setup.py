@@ -15,15 +15,16 @@ from monps_store.migrate import Migrations
 BENCH_DIR = Path(os.environ.get("MONPS_BENCH_DIR", ".monps/bench"))
 
 
-def database_url(url: str | None) -> str:
-    """The benchmark database, migrated; ``url`` or an embedded server in ``BENCH_DIR``."""
+def database_url(url: str | None, **settings) -> str:
+    """The benchmark database, migrated; ``url`` or an embedded server in ``BENCH_DIR``. The
+    package is initialised on it with ``settings`` (e.g. ``cache=False``)."""
     if not url:
         from monps_store import embedded
 
         url = embedded.start(BENCH_DIR / "pgdata")
     with Migrations.open(config.from_url(url)) as migrations:
         migrations.apply()
-    monps_store.init_db(url=url)
+    monps_store.init_db(url=url, **settings)
     return url
 
 

@@ -10,9 +10,11 @@
 
 A result is kept per distinct arguments (bound to the signature, so ``f(5)`` and
 ``f(limit=5)`` are one entry), at most ``maxsize`` per function (least recently used goes
-first), for at most ``ttl`` seconds. Any event on one of its ``invalidate_on`` channels, from
-any process (``monps_store.events``), drops the function's results. Events reach the cache
-through one listener thread per process, started by the first cached call.
+first), for at most ``ttl`` seconds. An event on one of its ``invalidate_on`` channels, from
+any process (``monps_store.events``), drops the function's results: all of them, or, for a
+channel mapped to an argument (``invalidate_on={"odds_changed": "match_id"}``), those for the
+values the event lists (``{"match_ids": [...]}``). Events reach the cache through one listener
+thread per process, started by the first cached call.
 
 What it guarantees: once this process has received an event, no result read before the event
 is served again; a commit of this process that published an event drops the results at once.
@@ -38,7 +40,7 @@ import os
 import pickle
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from monps_store import database
 
@@ -52,9 +54,17 @@ _counters = {"hits": 0, "misses": 0, "bypassed": 0, "invalidations": 0}
 
 class _Cached:
     def __init__(self, fn: Callable, ttl: float | None, channels: tuple[str, ...],
-                 maxsize: int):
+                 keyed: dict[str, str], maxsize: int):
         self.fn, self.ttl, self.channels, self.maxsize = fn, ttl, channels, maxsize
+        self.keyed = keyed  # channel -> the argument whose events name its values
         self.signature = inspect.signature(fn)
+        for channel, argument in keyed.items():
+            if argument not in self.signature.parameters:
+                from monps_store.errors import InvalidInput
+
+                raise InvalidInput(f"cached {fn.__qualname__}: invalidate_on names the "
+                                   f"argument {argument!r} for {channel!r}, which it does "
+                                   "not take")
         self.entries: collections.OrderedDict = collections.OrderedDict()
         self.hits = self.misses = 0
         functools.update_wrapper(self, fn)
@@ -105,7 +115,7 @@ class _Cached:
         with _lock:
             # Kept only if no event (and no lost connection) came while it was read.
             if _listener.snapshot(self.channels) == snapshot:
-                self.entries[key] = (blob, expires)
+                self.entries[key] = (blob, expires, bound.arguments)
                 self.entries.move_to_end(key)
                 while len(self.entries) > self.maxsize:
                     self.entries.popitem(last=False)
@@ -115,20 +125,41 @@ class _Cached:
         with _lock:
             self.entries.clear()
 
+    def drop(self, channel: str, payload) -> int:
+        """Drop the results an event on ``channel`` makes stale (under ``_lock``): those whose
+        keyed argument is among the payload's values, else all; returns how many."""
+        argument = self.keyed.get(channel)
+        values = payload.get(f"{argument}s") if argument and isinstance(payload, dict) else None
+        if not isinstance(values, list):
+            count = len(self.entries)
+            self.entries.clear()
+            return count
+        named = set(v for v in values if isinstance(v, (str, int)))
+        stale = [key for key, entry in self.entries.items() if entry[2][argument] in named]
+        for key in stale:
+            del self.entries[key]
+        return len(stale)
+
     def stats(self) -> dict:
         with _lock:
             return {"hits": self.hits, "misses": self.misses, "size": len(self.entries)}
 
 
-def cached(ttl: float | None = 300, invalidate_on: Iterable[str] = (), maxsize: int = 256):
+def cached(ttl: float | None = 300, invalidate_on: Iterable[str] | Mapping[str, str] = (),
+           maxsize: int = 256):
     """Cache a read function's results (see the module docstring). ``ttl`` in seconds (None:
-    until an event), ``invalidate_on`` the event channels that drop its results."""
+    until an event). ``invalidate_on``: the event channels that drop its results; as a
+    mapping ``{channel: argument}``, an event whose payload lists values of that argument
+    (``{"odds_changed": "match_id"}`` and a payload ``{"match_ids": [...]}``) drops only the
+    results for those values, and any other event on the channel drops them all."""
     from monps_store.errors import InvalidInput
     from monps_store.events import check_channel
 
     if isinstance(invalidate_on, str):
         invalidate_on = (invalidate_on,)
+    keyed = dict(invalidate_on) if isinstance(invalidate_on, Mapping) else {}
     channels = tuple(dict.fromkeys(check_channel(c) for c in invalidate_on))
+    keyed = {channel: argument for channel, argument in keyed.items() if argument}
     if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float))
                             or not ttl > 0):
         raise InvalidInput(f"ttl must be a positive number of seconds or None, got {ttl!r}")
@@ -136,7 +167,7 @@ def cached(ttl: float | None = 300, invalidate_on: Iterable[str] = (), maxsize: 
         raise InvalidInput(f"maxsize must be a whole number >= 1, got {maxsize!r}")
 
     def decorate(fn):
-        wrapper = _Cached(fn, ttl, channels, maxsize)
+        wrapper = _Cached(fn, ttl, channels, keyed, maxsize)
         with _lock:
             _functions.append(wrapper)
         return wrapper
@@ -156,15 +187,15 @@ def _usable() -> bool:
     return not database.current().in_transaction()
 
 
-def invalidate(channel: str) -> None:
-    """Drop the results of every function cached on ``channel`` (an event's effect)."""
+def invalidate(channel: str, payload=None) -> None:
+    """Drop the results an event on ``channel`` with ``payload`` makes stale (see
+    :func:`cached`); None drops every result cached on the channel."""
     with _lock:
         _generation[channel] += 1
-        dropped = False
+        dropped = 0
         for function in _functions:
             if channel in function.channels and function.entries:
-                function.entries.clear()
-                dropped = True
+                dropped += function.drop(channel, payload)
         if dropped:
             _counters["invalidations"] += 1
 
@@ -238,6 +269,16 @@ class _Invalidator:
             self.thread.start()
 
     def _run(self, channels: frozenset[str]) -> None:
+        try:
+            self._listen(channels)
+        except BaseException:  # never serve results with no listener behind them
+            logger.exception("the cache listener stopped; the cache is bypassed until the "
+                             "next cached call starts it again")
+            raise
+        finally:
+            self._lost()
+
+    def _listen(self, channels: frozenset[str]) -> None:
         from monps_store import events
 
         failures = 0
@@ -261,7 +302,7 @@ class _Invalidator:
                 while not self.stop.is_set():
                     event = listener.next_event(self.POLL_SECONDS)
                     if event is not None:
-                        invalidate(event.channel)
+                        invalidate(event.channel, event.payload)
                         continue
                     with _lock:
                         wanted = frozenset().union(channels, *(f.channels for f in _functions))
@@ -269,7 +310,6 @@ class _Invalidator:
                         channels = wanted
                         self._lost()
                         break
-        self._lost()
 
     def _connected(self) -> None:
         with _lock:

@@ -180,17 +180,21 @@ def _send(channel: str, texts: list[str]) -> None:
             "transaction commits; publish inside `with monps_store.unit_of_work():`")
     db.execute_sql("SELECT pg_notify(%s, text) FROM unnest(%s::text[]) AS t(text)",
                    (channel, texts))
-    _notify_this_process_on_commit(db, channel)
+    _notify_this_process_on_commit(db, channel, texts)
 
 
-def _notify_this_process_on_commit(db, channel: str) -> None:
+def _notify_this_process_on_commit(db, channel: str, texts: list[str]) -> None:
     # This process's own cache learns of its commit at once, not a round trip later through
     # its listener (read-your-writes). On a connection lent by legacy code the commit is not
     # seen: the listener alone tells.
     from monps_store import cache
 
+    def invalidate():
+        for text in texts:
+            cache.invalidate(channel, json.loads(text))
+
     try:
-        db.after_commit(lambda: cache.invalidate(channel))
+        db.after_commit(invalidate)
     except (errors.LegacyConnectionError, ValueError):
         pass
 

@@ -78,7 +78,7 @@ def _last_per_price_line(query) -> list[Odds]:
                 .order_by(Odds.bookmaker, Odds.market, Odds.selection, Odds.collected_at.desc()))
 
 
-@cache.cached(ttl=300, invalidate_on=("odds_changed",))
+@cache.cached(ttl=300, invalidate_on={"odds_changed": "match_id"})
 def latest_prices(match_id: str, market: str | None = None, *,
                   since: datetime.datetime | None = None,
                   until: datetime.datetime | None = None) -> list[Odds]:
