@@ -196,3 +196,24 @@ def test_the_async_listener_gets_committed_events_reconnects_and_awaits_on_recon
     assert second is None
     assert third.payload == {"n": 3}
     assert resynced == [True] and reconnects == 1
+
+
+def test_an_event_published_on_a_lent_legacy_connection_goes_with_the_owners_commit(db, pg):
+    import psycopg2
+
+    from monps_store import legacy
+
+    conn = psycopg2.connect(pg.url)
+    try:
+        with events.listen("demo_changed", timeout=0.5) as listener:
+            with legacy.use_connection(conn):
+                events.publish("demo_changed", {"n": "rolled back by the owner"})
+            conn.rollback()
+            with legacy.use_connection(conn):
+                events.publish("demo_changed", {"n": "committed by the owner"})
+            assert listener.next_event(0.3) is None  # the owner has not committed yet
+            conn.commit()
+            received = list(listener)
+    finally:
+        conn.close()
+    assert [e.payload for e in received] == [{"n": "committed by the owner"}]

@@ -170,3 +170,38 @@ def test_a_session_setting_changed_by_borrowing_code_does_not_reach_the_next_cli
                 assert cur.fetchone()[0] == "0"
         finally:
             other.close()
+
+
+def test_events_published_through_pgbouncer_reach_a_direct_listener_and_the_cache(pg, bouncer,
+                                                                                   caplog):
+    from monps_store import cache, events
+
+    init_behind(bouncer)
+    # Listening needs the server itself: without DATABASE_LISTEN_URL the cache is bypassed
+    # (and says why once), and events.listen() refuses.
+    with pytest.raises(errors.ConfigError, match="DATABASE_LISTEN_URL"):
+        events.listen("team_quantum_dna_changed")
+    crud.create(TeamQuantumDNA, team_name="Lyon", league="L")
+    before = cache.stats()
+    for _ in range(3):
+        teams.get_top_performers()
+        time.sleep(0.05)
+    assert cache.stats()["hits"] == before["hits"] and not cache.stats()["listening"]
+    assert "DATABASE_LISTEN_URL" in caplog.text
+    monps_store.close_db()
+
+    init_behind(bouncer, listen_url=config.Secret(pg.url))
+    with events.listen("team_quantum_dna_changed", timeout=1.0) as listener:
+        with monps_store.unit_of_work(actor="bouncer"):  # published through PgBouncer
+            crud.create(TeamQuantumDNA, team_name="Nice", league="L")
+        (event,) = list(listener)
+    assert event.payload["table"] == "quantum.team_quantum_dna"
+    deadline = time.monotonic() + 10
+    while not cache.stats()["listening"]:
+        teams.get_top_performers()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert [t.team_name for t in teams.get_top_performers()] == ["Lyon", "Nice"]
+    hits = cache.stats()["hits"]
+    teams.get_top_performers()
+    assert cache.stats()["hits"] == hits + 1

@@ -13,6 +13,7 @@ import time
 from decimal import Decimal
 
 from monps_store import cache
+from monps_store.errors import ConnectionLost
 from monps_store.repositories import odds
 from tests.factories import add_odds
 from tests.test_cache import function_stats, wait_until_listening
@@ -97,3 +98,45 @@ def test_an_ingest_in_another_process_drops_a_cached_read_here(db, pg, tmp_path,
     figures.add("events: cross-process cache invalidation", trials=TRIALS, stale_reads=stale,
                 p50_us_from_commit=round(statistics.median(before_commit) * 1000),
                 p99_us_from_commit=round(percentile(before_commit, 0.99) * 1000))
+
+
+def test_a_listener_and_the_cache_come_back_after_a_server_restart(restartable, db, figures):
+    import monps_store
+    from monps_store import events
+    from monps_store.repositories import teams
+    from tests.factories import add_team
+
+    add_team("Before", league="L1")
+    wait_until_listening()
+    assert teams.get_top_performers()[0].team_name == "Before"
+    assert cache.stats()["size"] >= 1
+    resynced = []
+    with events.listen("demo_changed", on_reconnect=lambda: resynced.append(1)) as listener:
+        restartable.restart()
+        # The loss is noticed at the next wait, then the listener retries until the server
+        # accepts connections again.
+        deadline = time.monotonic() + 30
+        while not resynced:
+            assert listener.next_event(0.2) is None
+            assert time.monotonic() < deadline, "the listener did not reconnect"
+        # The pool's connections died with the server: the first unit of work says so
+        # (ConnectionLost, "retry the unit of work"), the retry runs on a new one.
+        for attempt in range(3):
+            try:
+                with monps_store.unit_of_work():
+                    events.publish("demo_changed", {"after": "restart"})
+                break
+            except ConnectionLost:
+                assert attempt < 2
+        assert listener.next_event(5.0).payload == {"after": "restart"}
+    assert resynced == [1]
+    # A change nobody announced: the cache dropped what it held when its listener lost the
+    # connection, so the next read sees it.
+    restartable.sql("INSERT INTO quantum.team_quantum_dna (team_name, league, roi) "
+                    "VALUES ('Raw', 'L1', 200)")
+    assert teams.get_top_performers()[0].team_name == "Raw"
+    wait_until_listening(timeout=30)
+    with monps_store.unit_of_work():
+        add_team("After", league="L1", roi=Decimal("300"))
+    assert teams.get_top_performers()[0].team_name == "After"
+    figures.add("events: server restart", restarts=1, listeners_reconnected=2, stale_reads=0)

@@ -168,6 +168,8 @@ def test_no_cli_command_shows_the_password_wherever_it_is_configured(pg, db, wor
         "MIGRATION_DATABASE_URL": (make("migration"), {
             "DATABASE_URL": pg.url, "MIGRATION_DATABASE_URL": url_for(pg.url,
                                                                       password=PASSWORD)}),
+        "DATABASE_LISTEN_URL": (make("listen"), {
+            "DATABASE_URL": pg.url, "DATABASE_LISTEN_URL": url_for(pg.url, password=PASSWORD)}),
         ".env DATABASE_URL": (make("dotenv_url", "DATABASE_URL="
                                    + url_for(pg.url, password=PASSWORD) + "\n"), {}),
         ".env DB_PASSWORD quoted": (make("dotenv_parts", "".join(
@@ -177,7 +179,7 @@ def test_no_cli_command_shows_the_password_wherever_it_is_configured(pg, db, wor
         (["check"], 0), (["check", "--json"], 0), (["status"], 0), (["history"], 0),
         (["migrate", "--sql"], 0), (["migrate"], 0), (["stamp"], 0),
         (["ingest", "odds", str(good)], 0), (["ingest", "odds", str(bad)], 1),
-        (["settle-clv"], 0),
+        (["settle-clv"], 0), (["listen", "demo_changed", "--timeout", "0.3"], 0),
     ]
     calls, labels = [], []
     for name, (cwd, env) in placements.items():
@@ -197,6 +199,7 @@ def test_no_cli_command_shows_the_password_wherever_it_is_configured(pg, db, wor
             report = json.loads(result.stdout)
             assert report["ok"] is True
             masked = report["settings"]["migration_url" if name.startswith("MIGRATION")
+                                        else "listen_url" if name.startswith("DATABASE_LISTEN")
                                         else "password"]
             assert masked == "***", where
         if verbose and args[0] == "check":
