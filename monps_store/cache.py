@@ -32,6 +32,7 @@ hold the transaction's uncommitted writes, or a lagging replica's. ``DB_CACHE=of
 
 from __future__ import annotations
 
+import atexit
 import collections
 import functools
 import inspect
@@ -237,6 +238,7 @@ class _Invalidator:
         self.epoch = 0  # changes on every connect and loss: a read across one is not kept
         self.channels: frozenset[str] = frozenset()
         self.settings = None
+        self.current = None  # the thread's Listener while it has one
 
     def snapshot(self, channels: tuple[str, ...]):
         """A token that changes whenever one of ``channels`` had an event or the listener
@@ -264,6 +266,10 @@ class _Invalidator:
                 return  # it picks up new channels itself
             self.stop.clear()
             self.settings = settings
+            # Stopped before whatever was set up earlier is torn down at exit (an embedded
+            # server, say), instead of being cut off by it.
+            atexit.unregister(_close_listener)
+            atexit.register(_close_listener)
             self.thread = threading.Thread(target=self._run, name="monps-cache-listener",
                                            daemon=True, args=(wanted,))
             self.thread.start()
@@ -296,6 +302,7 @@ class _Invalidator:
                 self.stop.wait(pause)
                 continue
             failures = 0
+            self.current = listener
             with listener:
                 self.channels = channels
                 self._connected()
@@ -328,6 +335,9 @@ class _Invalidator:
     def close(self) -> None:
         thread = self.thread
         self.stop.set()
+        listener = self.current
+        if listener is not None:
+            listener.interrupt()  # its thread returns from the wait and closes it
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5)
         self.thread = None
@@ -345,4 +355,8 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
-database.register_companion("cache", lambda: _listener.close(), None)  # by close_db()
+def _close_listener() -> None:
+    _listener.close()
+
+
+database.register_companion("cache", _close_listener, None)  # by close_db()

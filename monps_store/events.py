@@ -34,6 +34,7 @@ import datetime
 import decimal
 import json
 import logging
+import os
 import re
 import select
 import time
@@ -253,9 +254,11 @@ class Listener:
         self.reconnects = 0
         self._pending: collections.deque[Event] = collections.deque()
         self._conn = None
-        self._closed = False
+        self._closed = self._interrupted = False
         self._last_activity = time.monotonic()
         self._conn = self._connect()
+        self._wake_read, self._wake_write = os.pipe()  # interrupt() wakes a waiting call
+        os.set_blocking(self._wake_write, False)
 
     def __repr__(self):
         state = "closed" if self._closed else "listening" if self._conn else "reconnecting"
@@ -281,8 +284,21 @@ class Listener:
         return self._conn is not None
 
     def close(self) -> None:
+        if self._closed:
+            return
         self._closed = True
         self._drop()
+        os.close(self._wake_read)
+        os.close(self._wake_write)
+
+    def interrupt(self) -> None:
+        """Make a ``next_event`` waiting in another thread return None now (safe to call from
+        any thread, unlike ``close``)."""
+        self._interrupted = True
+        try:
+            os.write(self._wake_write, b"!")
+        except OSError:  # closed, or the pipe is full of wake-ups already
+            pass
 
     def next_event(self, timeout: float | None = None) -> Event | None:
         """The next event, waiting at most ``timeout`` seconds (None: until one comes);
@@ -292,7 +308,8 @@ class Listener:
             if self._pending:
                 return self._pending.popleft()
             left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
+            if (left is not None and left <= 0) or self._interrupted:
+                self._interrupted = False
                 return None
             if self._conn is None:
                 self._reconnect(deadline)
@@ -344,7 +361,7 @@ class Listener:
 
     def _reconnect(self, deadline: float | None) -> None:
         for attempt in range(1 << 30):
-            if self._closed:
+            if self._closed or self._interrupted:
                 return
             try:
                 self._conn = self._connect()
@@ -356,7 +373,9 @@ class Listener:
                         return
                     pause = min(pause, left)
                 logger.info("listener: %s; retrying in %.2f s", exc, pause)
-                time.sleep(pause)
+                select.select([self._wake_read], [], [], pause)  # interrupt() cuts it short
+                if self._interrupted:
+                    return
                 continue
             self.reconnects += 1
             logger.info("listener on %s reconnected", self.settings.display_url)
@@ -367,7 +386,10 @@ class Listener:
     def _wait(self, seconds: float) -> None:
         conn = self._conn
         try:
-            readable, _, _ = select.select([conn], [], [], seconds)
+            readable, _, _ = select.select([conn, self._wake_read], [], [], seconds)
+            if self._wake_read in readable:
+                os.read(self._wake_read, 512)
+                readable.remove(self._wake_read)
             if readable:
                 conn.poll()
                 self._last_activity = time.monotonic()

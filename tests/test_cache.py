@@ -267,3 +267,24 @@ def test_an_odds_change_drops_only_the_cached_prices_of_the_matches_it_names(db)
     assert function_stats(odds.latest_prices)["size"] == 0
     with pytest.raises(InvalidInput, match="does not take"):
         cache.cached(invalidate_on={"odds_changed": "match"})(odds.latest_prices.__wrapped__)
+
+
+def test_close_db_stops_the_cache_listener_at_once(db, pg):
+    wait_until_listening()
+    assert pg.backends(f"{TEST_APP_NAME}:listen")
+    thread = cache._listener.thread
+    monps_store.close_db()
+    assert not thread.is_alive()  # interrupted and joined, not left to a poll interval
+    assert not cache.stats()["listening"]
+    wait_for(lambda: not pg.backends(f"{TEST_APP_NAME}:listen"))
+
+
+def test_interrupt_wakes_a_listener_waiting_in_another_thread(db):
+    with events.listen("demo_changed") as listener:
+        threading.Timer(0.2, listener.interrupt).start()
+        started = time.monotonic()
+        assert listener.next_event(30) is None
+        assert time.monotonic() - started < 15  # woken, not timed out
+        with monps_store.unit_of_work():
+            events.publish("demo_changed", {"still": "listening"})
+        assert listener.next_event(2).payload == {"still": "listening"}
