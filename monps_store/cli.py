@@ -22,7 +22,7 @@ import click
 import peewee
 import psycopg2
 
-from monps_store import config, database, errors
+from monps_store import __version__, config, database, errors
 
 logger = logging.getLogger(__name__)
 
@@ -53,12 +53,18 @@ class Context:
 @click.option("--embedded", is_flag=True,
               help="Use a local PostgreSQL started on demand (data in ./.monps/pgdata "
                    "or $MONPS_EMBEDDED_DIR) instead of the configured server.")
-@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+@click.option("-v", "--verbose", count=True,
+              help="More log output (-v info, -vv debug, -vvv the embedded server's too). "
+                   "Before the command: monps-store -v check.")
+@click.version_option(__version__, "--version", prog_name="monps-store",
+                      message="%(prog)s %(version)s")
 @click.pass_context
 def cli(ctx, embedded, verbose):
     """monps_store: the Mon_PS persistence layer."""
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # pgserver narrates every step of starting a server at INFO: only asked for with -vvv.
+    logging.getLogger("pgserver").setLevel(logging.DEBUG if verbose >= 3 else logging.WARNING)
     ctx.obj = Context(embedded)
 
 
@@ -88,6 +94,9 @@ def check(obj: Context, as_json: bool) -> int:
         with database.connection() as db:
             report["drift"] = drift.compare(db)
             report["warnings"] = _pooler_warnings(db, settings)
+        if any("missing from the database" in d for d in report["drift"]):
+            report["hint"] = (f"run `monps-store {'--embedded ' if obj.embedded else ''}"
+                              "migrate` to create the missing tables")
         report["ok"] = not report["drift"]
     report["pool"] = database.pool_status()
     if settings.replicas:
@@ -137,6 +146,8 @@ def _print_check(report: dict) -> None:
                    if report["drift"] else "drift       none: the database matches the models")
         for difference in report["drift"]:
             click.echo(f"  - {difference}")
+        if "hint" in report:
+            click.echo(f"hint        {report['hint']}")
     pool = report["pool"]
     click.echo("pool        " + " ".join(
         f"{k}={pool[k]}" for k in ("max_connections", "in_use", "idle", "available", "opened",
@@ -169,7 +180,9 @@ def ingest():
               help="CSV file receiving rejected rows (with --skip-invalid).")
 @click.pass_obj
 def ingest_odds(obj, file, skip_invalid, rejects):
-    """Upsert odds from a CSV FILE (header row; the columns of CONTRACT.md in any order).
+    """Upsert odds from a CSV FILE: a header row, then the columns match_id, league,
+    home_team, away_team, bookmaker, market, selection, price, commence_time, collected_at in
+    any order (README, "Odds ingest and CLV settlement").
 
     Strict by default: the first bad row stops the load and nothing is written (exit 1).
     """
@@ -179,24 +192,66 @@ def ingest_odds(obj, file, skip_invalid, rejects):
     from monps_store.uow import unit_of_work
 
     obj.init_db()
-    with unit_of_work(actor=f"cli:ingest odds:{file}"[:200], reason="monps-store ingest odds"):
-        report = ingest_module.ingest_odds(file, skip_invalid=skip_invalid, rejects=rejects,
-                                           progress=_progress(f"ingest {file}"))
+    told = _RejectsOnStderr() if skip_invalid and not rejects else None
+    try:
+        with unit_of_work(actor=f"cli:ingest odds:{file}"[:200],
+                          reason="monps-store ingest odds"):
+            report = ingest_module.ingest_odds(file, skip_invalid=skip_invalid,
+                                               rejects=rejects or told,
+                                               progress=_progress(f"ingest {file}"))
+    except errors.InvalidInput as exc:  # the flag, not the Python parameter
+        raise errors.InvalidInput(str(exc).replace(
+            ingest_module.SKIP_INVALID_HINT, "use --skip-invalid to load the good rows")) from None
     if sys.stderr.isatty():
         click.echo(err=True)  # end the progress line
+    if told is not None:
+        told.finish()
     click.echo(f"odds: {report.summary()}")
     return EXIT_OK
 
 
-def _progress(label: str):
-    """A progress callback: a live counter on a terminal, nothing otherwise."""
-    if not sys.stderr.isatty():
-        return None
+class _RejectsOnStderr:
+    """The rejects "file" of ``--skip-invalid`` without ``--rejects``: the first reasons on
+    stderr, and how many more there were."""
 
-    def show(rows: int) -> None:
-        click.echo(f"\r{label}: {rows:,} rows", err=True, nl=False)
+    SHOWN = 20
 
-    return show
+    def __init__(self):
+        self.buffer, self.seen = "", -1  # the first line written is the header
+
+    def write(self, text: str) -> int:
+        import csv
+
+        self.buffer += text
+        *complete, self.buffer = self.buffer.split("\n")
+        for row in csv.reader(complete):
+            self.seen += 1
+            if 0 < self.seen <= self.SHOWN and len(row) > 1:
+                click.echo(f"rejected {row[1]}", err=True)
+        return len(text)
+
+    def finish(self) -> None:
+        if self.seen > self.SHOWN:
+            click.echo(f"... and {self.seen - self.SHOWN:,} more rejected rows (--rejects FILE "
+                       "keeps every one, with its fields)", err=True)
+
+
+def _progress(label: str, every: float = 5.0):
+    """A progress callback: a live counter on a terminal; elsewhere (cron, CI) a line every
+    ``every`` seconds, so a long load is seen to move."""
+    if sys.stderr.isatty():
+        def show(rows: int) -> None:
+            click.echo(f"\r{label}: {rows:,} rows", err=True, nl=False)
+
+        return show
+    next_at = [time.monotonic() + every]
+
+    def tell(rows: int) -> None:
+        if time.monotonic() >= next_at[0]:
+            next_at[0] = time.monotonic() + every
+            click.echo(f"{label}: {rows:,} rows so far", err=True)
+
+    return tell
 
 
 @cli.command("settle-clv")
@@ -209,11 +264,33 @@ def settle_clv(obj, reference_bookmaker):
     from monps_store.uow import unit_of_work
 
     obj.init_db()
+    if reference_bookmaker is not None:
+        _check_reference_bookmaker(reference_bookmaker)
     with unit_of_work(actor="cli:settle-clv", reason="monps-store settle-clv"):
         result = clv.settle(reference_bookmaker)
     click.echo(f"settled {result.settled:,} pick(s); {result.still_open:,} still open "
                "(no price collected before kick-off)")
     return EXIT_OK
+
+
+def _check_reference_bookmaker(name: str) -> None:
+    """Refuse a reference bookmaker with no odds at all for the open picks' matches (a typo,
+    most likely), naming the bookmakers that have some."""
+    with database.connection() as db:
+        open_picks, known = db.execute_sql(
+            "SELECT (SELECT count(*) FROM public.tracking_clv_picks WHERE status = 'open'), "
+            "EXISTS (SELECT 1 FROM public.tracking_clv_picks p JOIN public.odds o "
+            "ON o.match_id = p.match_id AND o.bookmaker = %s WHERE p.status = 'open')",
+            (name,)).fetchone()
+        if not open_picks or known:
+            return
+        names = [b for (b,) in db.execute_sql(
+            "SELECT DISTINCT o.bookmaker FROM public.tracking_clv_picks p JOIN public.odds o "
+            "ON o.match_id = p.match_id WHERE p.status = 'open' ORDER BY 1 LIMIT 20")]
+    raise errors.InvalidInput(
+        f"--reference-bookmaker {name!r}: no odds from it for the matches of the "
+        f"{open_picks:,} open pick(s); bookmakers with odds there: "
+        f"{', '.join(names) if names else 'none'}; nothing was settled")
 
 
 @cli.command("demo")
@@ -233,12 +310,21 @@ def demo_command(obj, scale, seed, lock_timeout):
         applied = migrations.apply()
     click.echo(f"migrate: applied {', '.join(applied)}" if applied else "migrate: up to date")
     data = sample.SampleData(seed=seed, scale=scale)
-    if sys.stderr.isatty():
-        with click.progressbar(length=data.odds_count, label="odds", file=sys.stderr) as bar:
-            demo.load(data, click.echo, progress=lambda done: bar.update(done - bar.pos))
-    else:
-        demo.load(data, click.echo)
-    demo.report(click.echo)
+    progress = _progress(f"odds (of {data.odds_count:,})")
+    pending = [False]  # a live counter line is open on the terminal
+
+    def counted(rows: int) -> None:
+        pending[0] = sys.stderr.isatty()
+        progress(rows)
+
+    def say(*args, **kwargs) -> None:
+        if pending[0]:  # end the counter's line before anything else is printed
+            click.echo(err=True)
+            pending[0] = False
+        click.echo(*args, **kwargs)
+
+    demo.load(data, say, progress=counted)
+    demo.report(say)
     return EXIT_OK
 
 
@@ -286,6 +372,65 @@ def partitions_command(obj, ahead, retain, yes, as_json):
     return EXIT_OK
 
 
+@cli.group("embedded")
+def embedded_group():
+    """A long-lived development PostgreSQL (data in ./.monps/pgdata or $MONPS_EMBEDDED_DIR).
+    Every --embedded command, the Python API (DATABASE_URL from `url`) and the test suite
+    use it while it runs, and none of them stops it."""
+
+
+@embedded_group.command("start")
+def embedded_start():
+    """Start the server (or find it running) and leave it running; prints its DATABASE_URL."""
+    from monps_store import embedded
+
+    already = embedded.url()
+    uri = already or embedded.start(keep_running=True)
+    click.echo(f"{'already running' if already else 'started'} in {embedded.data_dir()}",
+               err=True)
+    click.echo(uri)
+    return EXIT_OK
+
+
+@embedded_group.command("stop")
+def embedded_stop():
+    """Stop the server (fast shutdown: open sessions are cut off). Exit 0 either way."""
+    from monps_store import embedded
+
+    stopped = embedded.stop()
+    click.echo(f"{'stopped' if stopped else 'not running'}: {embedded.data_dir()}")
+    return EXIT_OK
+
+
+@embedded_group.command("status")
+def embedded_status():
+    """Whether the server runs: exit 0 and its pid, start time and URL, or exit 1."""
+    from monps_store import embedded
+
+    found = embedded.status()
+    if found is None:
+        click.echo(f"not running: {embedded.data_dir()}")
+        return EXIT_PROBLEM
+    click.echo(f"running: {found['data_dir']} (pid {found['pid']}, since {found['started']})")
+    click.echo(f"DATABASE_URL={found['url']}")
+    return EXIT_OK
+
+
+@embedded_group.command("url")
+def embedded_url():
+    """Print the running server's DATABASE_URL (exit 1 if it is not running), e.g.
+    `export DATABASE_URL=$(monps-store embedded url)`."""
+    from monps_store import embedded
+
+    found = embedded.url()
+    if found is None:
+        click.echo(f"error: no embedded server runs in {embedded.data_dir()}; start one with "
+                   "`monps-store embedded start`", err=True)
+        return EXIT_PROBLEM
+    click.echo(found)
+    return EXIT_OK
+
+
 @cli.command("listen")
 @click.argument("channels", nargs=-1, required=True)
 @click.option("--timeout", type=click.FloatRange(min=0), metavar="SECONDS",
@@ -322,10 +467,15 @@ def listen_command(obj, channels, timeout):
 # -- migrations ------------------------------------------------------------------------------
 
 
+def migrate_dir_option(fn):
+    return click.option("--migrate-dir", type=click.Path(file_okay=False, path_type=str),
+                        help="Migration directory (default: the migrations shipped with the "
+                             "package).")(fn)
+
+
 def migration_options(fn):
-    fn = click.option("--migrate-dir", type=click.Path(file_okay=False, path_type=str),
-                      help="Migration directory (default: the migrations shipped with the "
-                           "package).")(fn)
+    """--migrate-dir, and --lock-timeout for the commands that take the migration lock."""
+    fn = migrate_dir_option(fn)
     fn = click.option("--lock-timeout", type=click.FloatRange(min=0), default=120,
                       show_default=True,
                       help="Seconds to wait for another migration run to finish.")(fn)
@@ -348,7 +498,10 @@ def migrate(obj, to, as_sql, migrate_dir, lock_timeout):
     """Apply pending migrations, each in its own transaction."""
     with _migrations(obj, migrate_dir, lock_timeout) as migrations:
         if as_sql:
-            for name, statements in migrations.sql(to):
+            pending = migrations.sql(to)
+            if not pending:
+                click.echo("-- nothing to migrate: the database is up to date")
+            for name, statements in pending:
                 click.echo(f"-- {name}\nBEGIN;")
                 for statement in statements:
                     click.echo(statement.strip().rstrip(";") + ";")
@@ -361,7 +514,7 @@ def migrate(obj, to, as_sql, migrate_dir, lock_timeout):
 
 
 @cli.command()
-@click.option("--count", type=int, default=1, show_default=True,
+@click.option("--count", type=click.IntRange(min=1), default=1, show_default=True,
               help="How many applied migrations to undo.")
 @migration_options
 @click.pass_obj
@@ -374,26 +527,35 @@ def rollback(obj, count, migrate_dir, lock_timeout):
 
 
 @cli.command()
-@migration_options
+@migrate_dir_option
 @click.pass_obj
-def status(obj, migrate_dir, lock_timeout):
-    """List applied and pending migrations; exit 1 when any is pending."""
-    with _migrations(obj, migrate_dir, lock_timeout, lock=False) as migrations:
+def status(obj, migrate_dir):
+    """List applied and pending migrations; exit 1 when any is pending, or when an applied
+    one has no file in the migration directory."""
+    with _migrations(obj, migrate_dir, 0, lock=False) as migrations:
         applied, pending = migrations.applied(), migrations.pending()
+        missing, directory = set(migrations.missing()), migrations.migrate_dir
     for name, at in applied:
-        click.echo(f"applied  {name}  {at:%Y-%m-%d %H:%M:%S%z}")
+        gone = "  (its file is missing)" if name in missing else ""
+        click.echo(f"applied  {name}  {at:%Y-%m-%d %H:%M:%S%z}{gone}")
     for name in pending:
         click.echo(f"pending  {name}")
     click.echo(f"{len(applied)} applied, {len(pending)} pending")
-    return EXIT_PROBLEM if pending else EXIT_OK
+    if missing:
+        click.echo(f"warning: {len(missing)} applied migration(s) have no file in {directory}: "
+                   "restore them, or this database's schema is not what the files describe",
+                   err=True)
+    if pending and not applied:
+        click.echo("run `monps-store migrate` to create the schema", err=True)
+    return EXIT_PROBLEM if pending or missing else EXIT_OK
 
 
 @cli.command()
-@migration_options
+@migrate_dir_option
 @click.pass_obj
-def history(obj, migrate_dir, lock_timeout):
+def history(obj, migrate_dir):
     """Applied migrations with the time each was applied."""
-    with _migrations(obj, migrate_dir, lock_timeout, lock=False) as migrations:
+    with _migrations(obj, migrate_dir, 0, lock=False) as migrations:
         applied = migrations.applied()
     for name, at in applied:
         click.echo(f"{at:%Y-%m-%d %H:%M:%S%z}  {name}")
@@ -405,11 +567,11 @@ def history(obj, migrate_dir, lock_timeout):
 @cli.command()
 @click.argument("name")
 @click.option("--auto", is_flag=True, help="Generate the operations from model changes.")
-@migration_options
+@migrate_dir_option
 @click.pass_obj
-def create(obj, name, auto, migrate_dir, lock_timeout):
+def create(obj, name, auto, migrate_dir):
     """Write a new migration file NAME (use a development checkout or --migrate-dir)."""
-    with _migrations(obj, migrate_dir, lock_timeout, lock=False) as migrations:
+    with _migrations(obj, migrate_dir, 0, lock=False) as migrations:
         path = migrations.create(name, auto=auto)
     click.echo(f"created {path}" if path else "no changes found: no migration written")
     return EXIT_OK
@@ -456,6 +618,9 @@ def database_error(exc: BaseException) -> str:
         return (f"the database refused: {text}. The role in DATABASE_URL lacks this privilege; "
                 "schema changes run with MIGRATION_DATABASE_URL (an owner role), see "
                 "'Running with least privilege' in README.md")
+    if getattr(orig, "pgcode", None) == "42P01":  # undefined table
+        return (f"database error: {text}: is the schema migrated? `monps-store status` shows "
+                "the pending migrations, `monps-store migrate` applies them")
     return f"database error: {text}"
 
 
@@ -466,8 +631,13 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         click.echo("error: aborted", err=True)
         return EXIT_PROBLEM
+    except click.exceptions.NoArgsIsHelpError as exc:  # a bare `monps-store`
+        click.echo(exc.ctx.get_help(), err=True)
+        return EXIT_USAGE
     except click.ClickException as exc:  # usage errors: bad option, missing argument
         click.echo(f"error: {exc.format_message()}", err=True)
+        for line in _usage_hints(exc):
+            click.echo(line, err=True)
         return EXIT_USAGE
     except errors.ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
@@ -487,6 +657,23 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         database.close_db()
     return result if isinstance(result, int) else EXIT_OK
+
+
+_GLOBAL_OPTIONS = ("-v", "-vv", "-vvv", "--verbose", "--embedded")
+
+
+def _usage_hints(exc: click.ClickException) -> list[str]:
+    """What to try after a usage error: a global option given after the command, and where
+    the command's help is."""
+    hints = []
+    option = getattr(exc, "option_name", None)
+    if isinstance(exc, click.NoSuchOption) and option in _GLOBAL_OPTIONS:
+        hints.append(f"{option} is a global option: put it before the command, e.g. "
+                     f"monps-store {option} check")
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None:
+        hints.append(f"Try '{ctx.command_path} {ctx.help_option_names[0]}' for help.")
+    return hints
 
 
 def run() -> None:

@@ -7,13 +7,17 @@
 The server is `pgserver <https://pypi.org/project/pgserver/>`_: a PostgreSQL build inside a
 wheel, listening on a unix socket only (nothing on the network). Data lives in
 ``./.monps/pgdata`` or ``$MONPS_EMBEDDED_DIR``. By default the server stops when the process that
-started it exits; a server already running on the directory is reused and left running.
+started it exits; a server already running on the directory is reused and left running, so
+a long-lived one (``monps-store embedded start``, or ``start(keep_running=True)``) serves
+every command, the Python API (``monps-store embedded url``) and the test suite until
+``monps-store embedded stop``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -36,6 +40,13 @@ def _pgserver():
             warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
             import pgserver
     except ImportError:
+        if sys.version_info >= (3, 13):
+            # The extra's marker skips pgserver there: installing it again changes nothing.
+            raise EmbeddedUnavailable(
+                f"the embedded PostgreSQL (pgserver) has no build for Python "
+                f"{sys.version_info.major}.{sys.version_info.minor}, so the 'embedded' extra "
+                "installs nothing here: use Python 3.11 or 3.12, or set DATABASE_URL to a "
+                "server of your own") from None
         raise EmbeddedUnavailable(
             "the embedded PostgreSQL needs the 'embedded' extra: "
             "pip install 'monps-store[embedded]' (Python 3.11 or 3.12), "
@@ -44,15 +55,46 @@ def _pgserver():
     return pgserver
 
 
+def _running_info(directory: Path):
+    """pgserver's reading of ``postmaster.pid`` when a server runs on ``directory``, else None."""
+    if not (directory / "postmaster.pid").exists():
+        return None
+    _pgserver()
+    from pgserver.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(directory)
+    return info if info is not None and info.is_running() else None
+
+
+def url(path: str | os.PathLike | None = None) -> str | None:
+    """The URL of the server running on the data directory, or None if none runs there."""
+    info = _running_info(data_dir(path))
+    return info.get_uri() if info is not None else None
+
+
+def status(path: str | os.PathLike | None = None) -> dict | None:
+    """``{"data_dir", "pid", "url", "started"}`` of the server running there, else None."""
+    directory = data_dir(path)
+    info = _running_info(directory)
+    if info is None:
+        return None
+    return {"data_dir": str(directory), "pid": info.pid, "url": info.get_uri(),
+            "started": info.start_time.isoformat(timespec="seconds")}
+
+
 def server(path: str | os.PathLike | None = None, *, keep_running: bool = False):
-    """The pgserver handle for the data directory, starting the server if needed."""
+    """The pgserver handle for the data directory, starting the server if needed. A server that
+    was already running is left running when this process exits, whatever ``keep_running``:
+    only the process that started a server (without ``keep_running``) stops it."""
     pgserver = _pgserver()
     directory = data_dir(path)
     directory.parent.mkdir(parents=True, exist_ok=True)
+    reuse = _running_info(directory) is not None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return pgserver.get_server(directory, cleanup_mode=None if keep_running else "stop")
+            return pgserver.get_server(
+                directory, cleanup_mode=None if keep_running or reuse else "stop")
     except Exception as exc:
         raise EmbeddedUnavailable(
             f"could not start the embedded PostgreSQL in {directory}: {exc} "
@@ -61,8 +103,29 @@ def server(path: str | os.PathLike | None = None, *, keep_running: bool = False)
 
 
 def start(path: str | os.PathLike | None = None, *, keep_running: bool = False) -> str:
-    """Start (or reuse) the embedded server and return its URL (unix socket, no password)."""
+    """Start (or reuse) the embedded server and return its URL (unix socket, no password).
+    With ``keep_running`` it outlives this process (``monps-store embedded start``); stop it
+    with :func:`stop`."""
     srv = server(path, keep_running=keep_running)
-    url = srv.get_uri()
+    uri = srv.get_uri()
     logger.info("embedded PostgreSQL ready in %s", data_dir(path))
-    return url
+    return uri
+
+
+def stop(path: str | os.PathLike | None = None) -> bool:
+    """Stop the server running on the data directory (fast shutdown: sessions are cut off);
+    False if none was running."""
+    directory = data_dir(path)
+    if _running_info(directory) is None:
+        return False
+    from pgserver._commands import pg_ctl
+
+    # As root, pgserver runs the server as its own "pgserver" system user.
+    user = "pgserver" if hasattr(os, "geteuid") and os.geteuid() == 0 else None
+    try:
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=directory, user=user)
+    except Exception as exc:
+        if _running_info(directory) is not None:
+            raise EmbeddedUnavailable(f"could not stop the embedded PostgreSQL in {directory}: "
+                                      f"{exc} (its log is {directory / 'log'})") from exc
+    return True

@@ -86,6 +86,11 @@ class PoolExhausted(MonpsStoreError, MaxConnectionsExceeded):
     timeout, at once)."""
 
 
+class LazyLoadError(MonpsStoreError, RuntimeError):
+    """A foreign key was read without its row inside ``monps_store.testing.no_lazy_loads()``:
+    a query per row (N+1); the message names the model and field."""
+
+
 class AsyncBridgeRequired(MonpsStoreError, RuntimeError):
     """Package models or repositories were used directly in a coroutine, where a query would
     block the event loop (a lazy foreign key, a query built outside ``aio.run()``)."""

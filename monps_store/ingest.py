@@ -24,13 +24,13 @@ changed.
 ``created_by``/``updated_by``/``change_reason`` come from the audit scope; ``created_at`` and
 ``updated_at`` are the load's transaction time (an updated row: the time of its update).
 
-Input rules (CONTRACT.md): UTF-8, a header row, the ten columns in any order, no others;
-``price`` a decimal > 1 with at most 3 decimal places (at most 7 digits before the point); times
-ISO 8601 with an offset (``Z`` allowed): a time without one is rejected, never guessed; text
-fields non-empty and free of NUL bytes. Strict mode (the default) stops at the first bad row and
-writes nothing; the error names the line, the column and the value. ``skip_invalid=True`` loads
-the good rows and hands each bad one, with its reason, to ``rejects`` (a path or a writable text
-file, written as CSV).
+Input rules (README, "Odds ingest and CLV settlement"): UTF-8, a header row, the ten columns in
+any order, no others; ``price`` a decimal > 1 with at most 3 decimal places (at most 7 digits
+before the point); times ISO 8601 with an offset (``Z`` allowed): a time without one is
+rejected, never guessed; text fields non-empty and free of NUL bytes. Strict mode (the default)
+stops at the first bad row and writes nothing; the error names the line, the column and the
+value. ``skip_invalid=True`` loads the good rows and hands each bad one, with its reason, to
+``rejects`` (a path or a writable text file, written as CSV).
 """
 
 from __future__ import annotations
@@ -64,6 +64,7 @@ COLUMNS = ("match_id", "league", "home_team", "away_team", "bookmaker", "market"
 KEY = ("match_id", "bookmaker", "market", "selection", "collected_at")
 VALUES = tuple(c for c in COLUMNS if c not in KEY)  # what an update may change
 CHUNK_ROWS = 20_000
+SKIP_INVALID_HINT = "pass skip_invalid=True to load the good rows"  # the CLI names its flag
 CHANGED_CHANNEL = "odds_changed"  # published on commit: {"match_ids": [...], "table": ...}
 
 _TEXT = tuple(i for i, c in enumerate(COLUMNS) if c not in ("price", "commence_time",
@@ -113,6 +114,13 @@ class _BadRow(Exception):
         return f"{where}: {self.reason}{shown}"
 
 
+class _Raw(str):
+    """Text holding undecodable bytes (as surrogate escapes): shown with the bytes as read."""
+
+    def __repr__(self):
+        return repr(self.encode("utf-8", "surrogateescape"))
+
+
 def _short(value) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -128,9 +136,12 @@ def validate(fields: list[str]) -> tuple:
         found = _FORBIDDEN.search(value)
         if found:
             char = found.group()
+            if "\udc80" <= char <= "\udcff":  # a byte the file's UTF-8 decoding could not read
+                raise _BadRow(COLUMNS[i], f"is not valid UTF-8: byte 0x{ord(char) - 0xdc00:02X} "
+                              f"at character {found.start() + 1}", _Raw(value))
             reason = ("contains a NUL byte" if char == "\x00" else
                       "contains a carriage return (CR), which text fields may not hold"
-                      if char == "\r" else "contains bytes that are not UTF-8 (a lone surrogate)")
+                      if char == "\r" else "contains a lone surrogate, which is not text")
             raise _BadRow(COLUMNS[i], reason, value)
     price = fields[_PRICE_AT]
     if not _PRICE.fullmatch(price):
@@ -412,7 +423,7 @@ class _Producer(threading.Thread):
         message = bad.describe(line)
         if not self.skip_invalid:
             raise errors.InvalidInput(f"{self.source_name}: {message}; nothing was written "
-                                      "(use --skip-invalid to load the good rows)") from None
+                                      f"({SKIP_INVALID_HINT})") from None
         self.report.rejected += 1
         if self.rejects is not None:
             self.rejects.writerow([line, message, *(fields if isinstance(fields, list) else [])])

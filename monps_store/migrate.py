@@ -79,6 +79,12 @@ class _QuietLogger(logging.LoggerAdapter):
     def exception(self, msg, *args, **kwargs):
         self.logger.debug(msg, *args, exc_info=True)
 
+    def warning(self, msg, *args, **kwargs):
+        # "No changes found." of create --auto: the caller says it once, in its own words.
+        log = self.logger.debug if str(msg).startswith("No changes found") else \
+            self.logger.warning
+        log(msg, *args, **kwargs)
+
 
 class _Router(Router):
     def __init__(self, database, migrate_dir: Path):
@@ -145,6 +151,11 @@ class Migrations:
 
     def available(self) -> list[str]:
         return list(self.router.todo)
+
+    def missing(self) -> list[str]:
+        """Applied migrations whose file is not in the migration directory (any more)."""
+        files = set(self.available())
+        return [name for name, _ in self.applied() if name not in files]
 
     def _pending_up_to(self, to: str | None) -> list[str]:
         pending = self.pending()
@@ -252,6 +263,11 @@ class Migrations:
         if not re.fullmatch(r"[a-z0-9_]+", name):
             raise errors.MigrationError(
                 f"migration name {name!r} must be lowercase letters, digits and underscores")
+        if {"site-packages", "dist-packages"} & set(self.migrate_dir.resolve().parts):
+            raise errors.MigrationError(
+                f"create would write into the installed package ({self.migrate_dir}), where "
+                "the next upgrade loses it: run it in a development checkout (pip install -e "
+                ".) or pass --migrate-dir with your project's migration directory")
         if auto:
             from monps_store.models import ALL_MODELS
 

@@ -165,9 +165,14 @@ def test_a_bad_header_or_empty_file_is_refused_clearly(pg, db, tmp_path, header,
 def test_bytes_that_are_not_utf8_are_refused(pg, db, tmp_path):
     path = write(tmp_path, line(), line(league="Ligue 1 \xe9t\xe9", selection="away"),
                  encoding="latin-1")
-    with pytest.raises(InvalidInput, match="line 3, column league: contains bytes that are "
-                       "not UTF-8"):
+    with pytest.raises(InvalidInput) as refused:
         ingest.ingest_odds(path)
+    # The byte as it is in the file, not the surrogate Python decoded it to; and the
+    # parameter that loads the good rows, not the command line's flag.
+    assert ("line 3, column league: is not valid UTF-8: byte 0xE9 at character 9 (value "
+            "b'Ligue 1 \\xe9t\\xe9'); nothing was written (pass skip_invalid=True to load the "
+            "good rows)") in str(refused.value)
+    assert "surrogate" not in str(refused.value) and "--skip-invalid" not in str(refused.value)
     assert count(pg) == 0
 
 
