@@ -21,7 +21,12 @@ import getpass
 import os
 import socket
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import ParamSpec, TypeVar
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 @dataclass(frozen=True)
@@ -60,7 +65,7 @@ def current() -> AuditInfo:
 
 
 @contextlib.contextmanager
-def audit_context(actor: str | None = None, reason: str | None = None):
+def audit_context(actor: str | None = None, reason: str | None = None) -> Iterator[AuditInfo]:
     """Set the actor and/or reason for writes inside the block; unset ones are inherited."""
     if actor is not None and not str(actor).strip():
         raise ValueError("audit actor must not be blank")
@@ -76,7 +81,7 @@ def audit_context(actor: str | None = None, reason: str | None = None):
         _current.reset(token)
 
 
-def bind(fn):
+def bind(fn: Callable[_P, _R]) -> Callable[_P, _R]:
     """``fn`` wrapped to run in a copy of the current context (to hand audit info to a thread)."""
     context = contextvars.copy_context()
     return functools.wraps(fn)(lambda *args, **kwargs: context.run(fn, *args, **kwargs))

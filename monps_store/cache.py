@@ -42,8 +42,12 @@ import pickle
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from monps_store import database
+
+if TYPE_CHECKING:
+    from monps_store import config, events
 
 logger = logging.getLogger(__name__)
 
@@ -70,13 +74,14 @@ class _Cached:
         self.hits = self.misses = 0
         functools.update_wrapper(self, fn)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<cached {self.fn.__module__}.{self.fn.__qualname__}>"
 
-    def __get__(self, instance, owner=None):  # a method: bind like a function would
+    def __get__(self, instance: object,  # a method: bind like a function would
+                owner: type | None = None) -> _Cached | functools.partial[Any]:
         return self if instance is None else functools.partial(self, instance)
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if not _usable():
             _count("bypassed")
             return self.fn(*args, **kwargs)
@@ -126,7 +131,7 @@ class _Cached:
         with _lock:
             self.entries.clear()
 
-    def drop(self, channel: str, payload) -> int:
+    def drop(self, channel: str, payload: object) -> int:
         """Drop the results an event on ``channel`` makes stale (under ``_lock``): those whose
         keyed argument is among the payload's values, else all; returns how many."""
         argument = self.keyed.get(channel)
@@ -147,7 +152,7 @@ class _Cached:
 
 
 def cached(ttl: float | None = 300, invalidate_on: Iterable[str] | Mapping[str, str] = (),
-           maxsize: int = 256):
+           maxsize: int = 256) -> Callable[[Callable[..., Any]], _Cached]:
     """Cache a read function's results (see the module docstring). ``ttl`` in seconds (None:
     until an event). ``invalidate_on``: the event channels that drop its results; as a
     mapping ``{channel: argument}``, an event whose payload lists values of that argument
@@ -167,7 +172,7 @@ def cached(ttl: float | None = 300, invalidate_on: Iterable[str] | Mapping[str, 
     if isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 1:
         raise InvalidInput(f"maxsize must be a whole number >= 1, got {maxsize!r}")
 
-    def decorate(fn):
+    def decorate(fn: Callable[..., Any]) -> _Cached:
         wrapper = _Cached(fn, ttl, channels, keyed, maxsize)
         with _lock:
             _functions.append(wrapper)
@@ -188,7 +193,7 @@ def _usable() -> bool:
     return not database.current().in_transaction()
 
 
-def invalidate(channel: str, payload=None) -> None:
+def invalidate(channel: str, payload: object = None) -> None:
     """Drop the results an event on ``channel`` with ``payload`` makes stale (see
     :func:`cached`); None drops every result cached on the channel."""
     with _lock:
@@ -231,23 +236,23 @@ class _Invalidator:
 
     POLL_SECONDS = 0.5  # how soon it notices a new channel, or being stopped
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.thread: threading.Thread | None = None
         self.stop = threading.Event()
         self.connected = False
         self.epoch = 0  # changes on every connect and loss: a read across one is not kept
         self.channels: frozenset[str] = frozenset()
-        self.settings = None
-        self.current = None  # the thread's Listener while it has one
+        self.settings: config.Settings | None = None
+        self.current: events.Listener | None = None  # the thread's Listener while it has one
 
-    def snapshot(self, channels: tuple[str, ...]):
+    def snapshot(self, channels: tuple[str, ...]) -> tuple[int, tuple[int, ...]] | None:
         """A token that changes whenever one of ``channels`` had an event or the listener
         connected or was lost; None while results may not be served."""
         if not self.connected or not set(channels) <= self.channels:
             return None
         return self.epoch, tuple(_generation[c] for c in channels)
 
-    def ready(self, channels: tuple[str, ...]):
+    def ready(self, channels: tuple[str, ...]) -> tuple[int, tuple[int, ...]] | None:
         """``snapshot``, starting the thread (or restarting it for new settings) as needed."""
         token = self.snapshot(channels)
         settings = database.active_settings()
@@ -258,7 +263,7 @@ class _Invalidator:
             return None
         return token
 
-    def _start(self, channels) -> None:
+    def _start(self, channels: Iterable[str]) -> None:
         settings = database.active_settings()
         with _lock:
             wanted = frozenset().union(*(f.channels for f in _functions), channels)

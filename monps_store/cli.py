@@ -17,6 +17,7 @@ import json
 import logging
 import sys
 import time
+from typing import Any
 
 import click
 import peewee
@@ -78,7 +79,7 @@ def check(obj: Context, as_json: bool) -> int:
     Exit 0 when everything is in order, 1 when the connection failed or the schema drifted.
     """
     settings = obj.init_db()
-    report = {"ok": True, "connection": {"url": settings.display_url}}
+    report: dict[str, Any] = {"ok": True, "connection": {"url": settings.display_url}}
     start = time.perf_counter()
     try:
         version = database.server_version()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from monps_store.errors import ConfigError
@@ -110,8 +111,8 @@ class Settings:
 
     def connect_params(self) -> dict:
         """Keyword arguments for ``psycopg2.connect`` (reveals the password: driver use only)."""
-        params = {key: value.reveal() if isinstance(value, Secret) else value
-                  for key, value in self.params}
+        params: dict[str, Any] = {key: value.reveal() if isinstance(value, Secret) else value
+                                  for key, value in self.params}
         for key, value in (("host", self.host), ("port", self.port), ("user", self.user),
                            ("dbname", self.database)):
             if value is not None:
@@ -206,7 +207,7 @@ def check_ranges(values: Mapping) -> list[str]:
     return problems
 
 
-def parse_url(url: str, variable: str = "url") -> dict:
+def parse_url(url: str, variable: str = "url") -> dict[str, Any]:
     """Split a ``postgresql://`` URL into Settings fields. Errors name ``variable``, never the
     URL itself (it may hold a password)."""
     try:
@@ -221,7 +222,7 @@ def parse_url(url: str, variable: str = "url") -> dict:
     if not url.strip()[len(parts.scheme) + 1:].startswith("//"):
         # "postgresql:user:pw@host/db" would parse as a database named "user:pw@host/db".
         raise ConfigError([f"{variable}: must start with postgresql:// (the // is missing)"])
-    fields = {
+    fields: dict[str, Any] = {
         "host": unquote(parts.hostname) if parts.hostname else None,
         "port": port or 5432,
         "user": unquote(parts.username) if parts.username else None,
@@ -272,6 +273,7 @@ def from_init_params(database: str, **params) -> Settings:
     0: wait forever). Reads no environment."""
     where = " given to db.init()"
     params = dict(params)
+    values: dict[str, Any]
     if database.startswith(tuple(f"{scheme}://" for scheme in URL_SCHEMES)):
         values = parse_url(database, "db.init() database URL")
     else:
@@ -369,7 +371,7 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file=".env") -> 
 
     env = _Env(eager=False)
 
-    values = {
+    values: dict[str, Any] = {
         "host": env.str("DB_HOST", "localhost"),
         "port": env.int("DB_PORT", 5432),
         "pool_size": env.int("DB_POOL_SIZE", 5),
@@ -394,7 +396,7 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file=".env") -> 
     try:
         env.seal()
     except Exception as exc:  # environs' EnvValidationError: {variable: [messages]}
-        for var, messages in exc.error_messages.items():
+        for var, messages in getattr(exc, "error_messages", {}).items():
             problems.append(f"{var}: {' '.join(str(m) for m in messages)}")
 
     if url is not None:

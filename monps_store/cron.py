@@ -32,6 +32,8 @@ import logging
 import random
 import sys
 import time
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 from monps_store import config, database, errors
 from monps_store.uow import unit_of_work
@@ -47,7 +49,7 @@ def lock_key(name: str) -> int:
     return database.advisory_lock_key(f"monps_store.cron:{name}")
 
 
-def is_retryable(exc: BaseException) -> bool:
+def is_retryable(exc: BaseException | None) -> bool:
     """Whether running the same unit of work again may succeed (see the module docstring)."""
     seen = set()
     while exc is not None and id(exc) not in seen:
@@ -69,9 +71,9 @@ class Job:
     """A job function wrapped by :func:`job`. Call it to run and exit; ``run()`` returns the
     exit code instead."""
 
-    def __init__(self, fn, name: str, *, lock: bool = True, retries: int = 3,
-                 backoff: float = 0.5, max_backoff: float = 30.0,
-                 statement_timeout: int | None = None, reason: str | None = None):
+    def __init__(self, fn: Callable[..., object], name: str, *, lock: bool = True,
+                 retries: int = 3, backoff: float = 0.5, max_backoff: float = 30.0,
+                 statement_timeout: int | None = None, reason: str | None = None) -> None:
         if not name or not name.strip():
             raise ValueError("a cron job needs a name")
         self.fn, self.name, self.lock, self.retries = fn, name, lock, retries
@@ -79,10 +81,10 @@ class Job:
         self.statement_timeout, self.reason = statement_timeout, reason
         functools.update_wrapper(self, fn)
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> NoReturn:
         sys.exit(self.run(*args, **kwargs))
 
-    def run(self, *args, **kwargs) -> int:
+    def run(self, *args: Any, **kwargs: Any) -> int:
         """Run the job to the end: the exit code (0, 1, 2 or 75)."""
         _configure_logging()
         start = time.monotonic()
@@ -122,12 +124,13 @@ class Job:
 
     def _init(self) -> None:
         settings = config.load_settings()
-        overrides = {"application_name": f"{settings.application_name}:{self.name}"[:63]}
+        overrides: dict[str, Any] = {
+            "application_name": f"{settings.application_name}:{self.name}"[:63]}
         if self.statement_timeout is not None:
             overrides["statement_timeout"] = self.statement_timeout
         database.init_db(settings, **overrides)
 
-    def _attempt(self, args, kwargs) -> None:
+    def _attempt(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         with unit_of_work(actor=f"cron:{self.name}", reason=self.reason):
             if self.lock:
                 taken = database.db.execute_sql("SELECT pg_try_advisory_xact_lock(%s)",
@@ -137,7 +140,7 @@ class Job:
             self.fn(*args, **kwargs)
 
 
-def job(name: str, **options):
+def job(name: str, **options: Any) -> Callable[[Callable[..., object]], Job]:
     """Decorate a job function: ``@cron.job("odds-ingest", retries=3, reason=...)``.
 
     Options: ``lock`` (default True), ``retries`` (3), ``backoff`` (0.5 s, doubled each

@@ -24,6 +24,8 @@ import hashlib
 import heapq
 import logging
 import threading
+from collections.abc import Callable
+from typing import Any
 
 import peewee
 import psycopg2
@@ -53,7 +55,7 @@ def advisory_lock_key(name: str) -> int:
 _routed: contextvars.ContextVar[peewee.Database | None] = contextvars.ContextVar(
     "monps_store_routed_database", default=None)
 # Set by monps_store.aio: raises when package models are used directly on a running event loop.
-outside_bridge = None
+outside_bridge: Callable[[], None] | None = None
 
 
 def routed(default: peewee.Database) -> peewee.Database:
@@ -77,7 +79,7 @@ def wal_position(text: str | None) -> int:
 
 def active_settings() -> config.Settings | None:
     """The settings of the database in use here (sync, or async inside ``aio.run()``)."""
-    return (_routed.get() or db).settings
+    return getattr(_routed.get() or db, "settings", None)
 
 
 def current() -> peewee.Database:
@@ -176,7 +178,7 @@ class MonpsDatabase(PooledPostgresqlDatabase):
         params.pop("dbname", None)  # peewee passes the database name itself
         # peewee's init() merges into the old parameters: start clean so a reconfiguration
         # never keeps a stale password or host.
-        self.connect_params = {}
+        self.connect_params: dict = {}
         self.server_version = None
         super().init(
             settings.database or "",
@@ -184,7 +186,7 @@ class MonpsDatabase(PooledPostgresqlDatabase):
             stale_timeout=settings.pool_recycle or None,
             **params,
         )
-        self.deferred = False  # a URL without a database name still configures the object
+        self.deferred: bool = False  # a URL without a database name still configures the object
         # peewee: None fails at once, 0 waits forever; our 0 means "do not wait".
         self._wait_timeout = settings.pool_timeout or None
         self._stale_timeout = settings.pool_recycle or None
@@ -207,6 +209,7 @@ class MonpsDatabase(PooledPostgresqlDatabase):
             with self._pool_lock:
                 self._stats["exhausted"] += 1
             settings = self.settings
+            assert settings is not None  # connect() refuses before configuration
             raise errors.PoolExhausted(
                 f"connection pool exhausted: all {self._max_connections} connections are in use "
                 f"(DB_POOL_SIZE={settings.pool_size} + DB_MAX_OVERFLOW={settings.max_overflow}), "
@@ -230,9 +233,9 @@ class MonpsDatabase(PooledPostgresqlDatabase):
             except psycopg2.OperationalError as exc:
                 # Only a failure to open a connection is ConnectFailed; peewee's own
                 # "Connection already opened." stays its OperationalError (a programming error).
-                raise errors.ConnectFailed(
-                    f"cannot connect to {self.settings.display_url}: {first_line(exc)}"
-                ) from exc
+                where = self.settings.display_url if self.settings else "the database"
+                raise errors.ConnectFailed(f"cannot connect to {where}: {first_line(exc)}") \
+                    from exc
             key = self.conn_key(conn)
             if key not in self._open_keys:
                 self._open_keys.add(key)
@@ -514,16 +517,17 @@ class connection:
 
     __slots__ = ("_database", "_opened")
 
-    def __enter__(self):
-        self._database = database = current()
+    def __enter__(self) -> Any:
+        database: Any = current()
+        self._database = database
         self._opened = database.is_closed()
         if self._opened:
             database.connect()
         database._state.ctx.append(self)
         return database
 
-    def __exit__(self, exc_type, exc, tb):
-        database = self._database
+    def __exit__(self, exc_type, exc, tb) -> None:
+        database: Any = self._database
         contexts = database._state.ctx
         if self in contexts:  # gone if code inside closed the connection itself
             contexts.remove(self)

@@ -20,8 +20,14 @@ import os
 import sys
 import warnings
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 from monps_store.errors import EmbeddedUnavailable
+
+if TYPE_CHECKING:
+    from pgserver import PostgresServer
+    from pgserver.utils import PostmasterInfo
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +40,7 @@ def data_dir(path: str | os.PathLike | None = None) -> Path:
     return Path(chosen).expanduser().resolve()
 
 
-def _pgserver():
+def _pgserver() -> ModuleType:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
@@ -55,7 +61,7 @@ def _pgserver():
     return pgserver
 
 
-def _running_info(directory: Path):
+def _running_info(directory: Path) -> PostmasterInfo | None:
     """pgserver's reading of ``postmaster.pid`` when a server runs on ``directory``, else None."""
     if not (directory / "postmaster.pid").exists():
         return None
@@ -82,7 +88,8 @@ def status(path: str | os.PathLike | None = None) -> dict | None:
             "started": info.start_time.isoformat(timespec="seconds")}
 
 
-def server(path: str | os.PathLike | None = None, *, keep_running: bool = False):
+def server(path: str | os.PathLike | None = None, *,
+           keep_running: bool = False) -> PostgresServer:
     """The pgserver handle for the data directory, starting the server if needed. A server that
     was already running is left running when this process exits, whatever ``keep_running``:
     only the process that started a server (without ``keep_running``) stops it."""
@@ -118,7 +125,7 @@ def stop(path: str | os.PathLike | None = None) -> bool:
     directory = data_dir(path)
     if _running_info(directory) is None:
         return False
-    from pgserver._commands import pg_ctl
+    from pgserver._commands import pg_ctl  # type: ignore[attr-defined]  # not re-exported
 
     # As root, pgserver runs the server as its own "pgserver" system user.
     user = "pgserver" if hasattr(os, "geteuid") and os.geteuid() == 0 else None

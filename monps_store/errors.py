@@ -13,6 +13,10 @@ exhausted pool is ``playhouse.pool.MaxConnectionsExceeded``; using the database 
 ``init_db()`` is ``peewee.InterfaceError``.
 """
 
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
 import peewee
 from playhouse.pool import MaxConnectionsExceeded
 
@@ -27,7 +31,8 @@ class ConfigError(MonpsStoreError):
     ``problems`` lists one line per variable, so all of them can be fixed in one pass.
     """
 
-    def __init__(self, problems, hint="see .env.example for every variable"):
+    def __init__(self, problems: Iterable[str],
+                 hint: str = "see .env.example for every variable") -> None:
         self.problems = list(problems)
         lines = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"invalid configuration ({hint}):\n{lines}")
@@ -36,7 +41,7 @@ class ConfigError(MonpsStoreError):
 class EmbeddedUnavailable(ConfigError):
     """The embedded PostgreSQL server cannot be used on this installation."""
 
-    def __init__(self, reason):
+    def __init__(self, reason: str) -> None:
         MonpsStoreError.__init__(self, reason)
         self.problems = [reason]
 
@@ -122,6 +127,6 @@ class MigrationLocked(MigrationError):
 class SchemaDrift(MigrationError):
     """The live schema differs from the models; ``differences`` lists each one."""
 
-    def __init__(self, message, differences):
+    def __init__(self, message: str, differences: Sequence[str]) -> None:
         super().__init__(message + "".join(f"\n  - {d}" for d in differences))
         self.differences = list(differences)

@@ -40,13 +40,17 @@ import select
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any, Self
 
+import peewee
 import psycopg2
 import psycopg2.extensions
 
 from monps_store import config, database, errors
 from monps_store.translate import first_line
+
+if TYPE_CHECKING:
+    from monps_store.models.base import BaseModel
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +67,7 @@ class Event:
     pid: int         # the server process of the publishing session
 
 
-def check_channel(channel) -> str:
+def check_channel(channel: object) -> str:
     """``channel`` if it is a valid channel name, else InvalidInput naming it."""
     if not isinstance(channel, str) or not _CHANNEL.fullmatch(channel) or len(channel) > 63:
         raise errors.InvalidInput(
@@ -72,7 +76,7 @@ def check_channel(channel) -> str:
     return channel
 
 
-def _json_default(value):
+def _json_default(value: object) -> str | list:
     if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
         return value.isoformat()
     if isinstance(value, (decimal.Decimal, uuid.UUID)):
@@ -82,7 +86,7 @@ def _json_default(value):
     raise TypeError(f"a {type(value).__name__} is not JSON")
 
 
-def _json(channel: str, payload) -> str:
+def _json(channel: str, payload: object) -> str:
     try:
         return json.dumps(payload, default=_json_default, ensure_ascii=False,
                           separators=(",", ":"), allow_nan=False)
@@ -99,7 +103,7 @@ def _size(text: str) -> int:
                                   f"{text[:60]!r}") from None
 
 
-def encode(channel: str, payload) -> str:
+def encode(channel: str, payload: object) -> str:
     """The JSON text of ``payload``, checked to fit one notification."""
     text = _json(channel, payload)
     size = _size(text)
@@ -111,14 +115,14 @@ def encode(channel: str, payload) -> str:
     return text
 
 
-def publish(channel: str, payload=None) -> None:
+def publish(channel: str, payload: object = None) -> None:
     """Queue an event in the current transaction: listeners receive it when the transaction
     commits, and never if it rolls back. Outside a unit of work (or ``atomic()``) it is
     refused, since there would be no commit to tie it to."""
     _send(check_channel(channel), [encode(channel, payload)])
 
 
-def publish_batched(channel: str, key: str, values: Iterable, **fixed) -> int:
+def publish_batched(channel: str, key: str, values: Iterable, **fixed: object) -> int:
     """Publish ``{key: [...values], **fixed}`` as as many events as it takes for each to fit
     one notification (in the order of ``values``); returns how many were queued (none for no
     values). Like :func:`publish`, inside a transaction only."""
@@ -126,9 +130,10 @@ def publish_batched(channel: str, key: str, values: Iterable, **fixed) -> int:
     values = list(values)
     if not values:
         return 0
-    texts = []
+    texts: list[str] = []
     overhead = _size(encode(channel, {key: [], **fixed}))
-    batch, size = [], overhead
+    batch: list = []
+    size = overhead
     for value in values:
         item = _size(_json(channel, value)) + (1 if batch else 0)
         if overhead + item > MAX_PAYLOAD_BYTES:
@@ -145,21 +150,21 @@ def publish_batched(channel: str, key: str, values: Iterable, **fixed) -> int:
     return len(texts)
 
 
-def changes_channel(model) -> str | None:
+def changes_channel(model: type[peewee.Model]) -> str | None:
     """``<table>_changed`` for a model whose writes publish (``publish_changes`` set), else
     None."""
     return f"{model._meta.table_name}_changed" if getattr(model, "publish_changes", False) \
         else None
 
 
-def changes_field(model):
+def changes_field(model: type[BaseModel]) -> peewee.Field:
     """The field a publishing model's events carry: its primary key (``publish_changes =
     True``, payload ``ids``) or the named field (``"match_id"``: payload ``match_ids``)."""
     setting = model.publish_changes
     return model._meta.primary_key if setting is True else model._meta.fields[setting]
 
 
-def publish_changes(model, values: Iterable) -> int:
+def publish_changes(model: type[BaseModel], values: Iterable) -> int:
     """Publish ``<table>_changed`` for the written rows of ``model`` whose ``changes_field``
     values are ``values`` (each once, split to fit): ``{"table": "schema.table", "ids": [...]}``
     (or ``"match_ids"``, ...). Returns how many events were queued."""
@@ -184,13 +189,13 @@ def _send(channel: str, texts: list[str]) -> None:
     _notify_this_process_on_commit(db, channel, texts)
 
 
-def _notify_this_process_on_commit(db, channel: str, texts: list[str]) -> None:
+def _notify_this_process_on_commit(db: peewee.Database, channel: str, texts: list[str]) -> None:
     # This process's own cache learns of its commit at once, not a round trip later through
     # its listener (read-your-writes). On a connection lent by legacy code the commit is not
     # seen: the listener alone tells.
     from monps_store import cache
 
-    def invalidate():
+    def invalidate() -> None:
         for text in texts:
             cache.invalidate(channel, json.loads(text))
 
@@ -260,14 +265,14 @@ class Listener:
         self._wake_read, self._wake_write = os.pipe()  # interrupt() wakes a waiting call
         os.set_blocking(self._wake_write, False)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         state = "closed" if self._closed else "listening" if self._conn else "reconnecting"
         return f"<Listener {', '.join(self.channels)} on {self.settings.display_url} {state}>"
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def __iter__(self) -> Iterator[Event]:
@@ -319,7 +324,7 @@ class Listener:
 
     # -- the connection ------------------------------------------------------------------
 
-    def _connect(self):
+    def _connect(self) -> psycopg2.extensions.connection:
         params = self.settings.connect_params()
         params["application_name"] = f"{self.settings.application_name}:listen"[:63]
         # A peer that vanished without closing the connection is noticed within a minute.
@@ -385,6 +390,7 @@ class Listener:
 
     def _wait(self, seconds: float) -> None:
         conn = self._conn
+        assert conn is not None  # next_event() reconnects first
         try:
             readable, _, _ = select.select([conn, self._wake_read], [], [], seconds)
             if self._wake_read in readable:

@@ -158,7 +158,8 @@ def validate(fields: list[str]) -> tuple:
             moment = datetime.datetime.fromisoformat(value)
         except ValueError:
             raise _BadRow(COLUMNS[i], "is not a valid date and time", value) from None
-        if abs(moment.utcoffset()) >= checks.MAX_OFFSET:
+        offset = moment.utcoffset()
+        if offset is not None and abs(offset) >= checks.MAX_OFFSET:
             raise _BadRow(COLUMNS[i], "has a UTC offset PostgreSQL refuses (16 hours or more)",
                           value)
         if moment.year in (1, 9999):  # only there can the UTC moment leave the range
@@ -303,8 +304,8 @@ def _fast_line(line: str, keyed: bool, _match=_FAST.fullmatch,
         moment = _parse(collected) if keyed or day in _EDGE_DAYS else None
     except ValueError:  # 2026-02-30 and the like
         return None
-    if day in _EDGE_DAYS:  # the UTC month may be another; 29-31 also checked to exist
-        month = partitions.month_of(moment)
+    if moment is not None and day in _EDGE_DAYS:  # the UTC month may be another; 29-31
+        month = partitions.month_of(moment)       # also checked to exist
     else:
         month = (int(collected[:4]), int(collected[5:7]))
     if line[-1:] != "\n" or line[-2:-1] == "\r":
@@ -315,7 +316,9 @@ def _fast_line(line: str, keyed: bool, _match=_FAST.fullmatch,
 
 def _key_of(text: str, prefix_length: int) -> tuple:
     """The natural key of a chunk line the fast path took without one."""
-    fields = _FAST.fullmatch(text, prefix_length).groups()
+    found = _FAST.fullmatch(text, prefix_length)
+    assert found is not None  # the fast path took this line
+    fields = found.groups()
     return (fields[0], fields[4], fields[5], fields[6],
             datetime.datetime.fromisoformat(fields[9]))
 
@@ -416,7 +419,8 @@ class _Producer(threading.Thread):
             # The loader merges: each key once, the last line of it (done here, in this
             # thread: in the loader's it would compete for the GIL with this one).
             last = dict(zip(keys, texts, strict=True))
-            texts, keys = list(last.values()), None
+            self.chunks.put((list(last.values()), None, months, count, matches))
+            return
         self.chunks.put((texts, keys, months, count, matches))
 
     def _reject(self, bad: _BadRow, line: int, fields) -> None:

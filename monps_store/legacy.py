@@ -30,11 +30,15 @@ never handed out again.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
+from types import TracebackType
+from typing import Any, Literal, NoReturn, Self
 
+import peewee
 import psycopg2.extensions
 
 from monps_store import errors
-from monps_store.database import connection, db
+from monps_store.database import MonpsDatabase, connection, db
 
 
 class _LegacyTransaction:
@@ -50,7 +54,7 @@ class _Lent:
     scope opened inside (``connection()``, ``connection_context()``, ``with db:``) closes it."""
 
 
-def _check_lendable(conn) -> None:
+def _check_lendable(conn: object) -> None:
     if not isinstance(conn, psycopg2.extensions.connection):
         raise errors.LegacyConnectionError(
             f"use_connection() needs a psycopg2 connection, got {type(conn).__name__}")
@@ -70,7 +74,7 @@ def _check_lendable(conn) -> None:
 
 
 @contextlib.contextmanager
-def use_connection(conn):
+def use_connection(conn: psycopg2.extensions.connection) -> Iterator[MonpsDatabase]:
     """Run monps_store on the legacy psycopg2 connection ``conn``, inside its transaction.
 
     The connection is never committed, rolled back, closed or pooled by monps_store, and
@@ -109,48 +113,51 @@ def use_connection(conn):
 class BorrowedConnection:
     """A pooled psycopg2 connection lent to legacy cursor code (see the module docstring)."""
 
-    def __init__(self, conn, transaction, shared: bool):
+    def __init__(self, conn: psycopg2.extensions.connection,
+                 transaction: peewee._transaction | peewee._savepoint | None,
+                 shared: bool) -> None:
         object.__setattr__(self, "_conn", conn)
         object.__setattr__(self, "_transaction", transaction)
         object.__setattr__(self, "_shared", shared)
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self._conn, name)
 
-    def __setattr__(self, name, value):
+    def __setattr__(self, name: str, value: object) -> NoReturn:
         raise errors.LegacyConnectionError(
             f"cannot set {name!r} on a borrowed connection: it belongs to the pool")
 
-    def _refuse(self, action):
+    def _refuse(self, action: str) -> NoReturn:
         raise errors.LegacyConnectionError(
             f"{action}() on a connection borrowed inside a unit of work: the unit of work "
             "commits when it ends and rolls back when it raises; raise to roll back")
 
-    def commit(self):
+    def commit(self) -> None:
         if self._shared:
             self._refuse("commit")
         self._transaction.commit()  # commits, then opens the next transaction
 
-    def rollback(self):
+    def rollback(self) -> None:
         if self._shared:
             self._refuse("rollback")
         self._transaction.rollback()
 
-    def set_session(self, *args, **kwargs):
+    def set_session(self, *args: object, **kwargs: object) -> NoReturn:
         raise errors.LegacyConnectionError("set_session() on a borrowed connection is refused")
 
-    def set_isolation_level(self, level):
+    def set_isolation_level(self, level: object) -> NoReturn:
         raise errors.LegacyConnectionError(
             "set_isolation_level() on a borrowed connection is refused")
 
-    def close(self):
+    def close(self) -> NoReturn:
         raise errors.LegacyConnectionError(
             "close() on a borrowed connection: the pool owns it; leave the block instead")
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, exc_type, exc, tb):
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> Literal[False]:
         # psycopg2's `with conn:` commits or rolls back; the same here, under the rules above.
         if self._shared:
             return False
@@ -162,7 +169,7 @@ class BorrowedConnection:
 
 
 @contextlib.contextmanager
-def borrow_connection():
+def borrow_connection() -> Iterator[BorrowedConnection]:
     """A pooled psycopg2 connection for legacy cursor code: the current unit of work's
     connection and transaction when there is one on this thread, else its own transaction
     (committed on a clean exit, rolled back on an exception)."""
@@ -183,7 +190,7 @@ _TRACKED = {"application_name", "client_encoding", "datestyle", "timezone",
             "standard_conforming_strings", "intervalstyle"}
 
 
-def _mark_if_altered(raw) -> None:
+def _mark_if_altered(raw: psycopg2.extensions.connection) -> None:
     """Flag the connection for disposal if legacy code changed its session settings."""
     if raw.closed or raw.autocommit is not True:
         db._state.tainted = True
@@ -194,7 +201,7 @@ def _mark_if_altered(raw) -> None:
     pooled = settings is not None and settings.pooler != "none"
     # The package's own SET LOCAL behind a pooler is not a change (it ends with the transaction).
     ours = ({"statement_timeout": str(settings.statement_timeout)}
-            if pooled and settings.statement_timeout else {})
+            if settings is not None and pooled and settings.statement_timeout else {})
     with raw.cursor() as cursor:
         cursor.execute("SELECT name, setting FROM pg_settings WHERE source = 'session'")
         changed = [name for name, value in cursor.fetchall()

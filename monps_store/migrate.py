@@ -47,7 +47,7 @@ def default_dir() -> Path:
     """The migrations shipped with the package; in a source checkout, where the package is
     imported from the tree itself, the repository's top-level ``migrations/`` beside it."""
     try:
-        from monps_store import migrations
+        from monps_store import migrations  # type: ignore[attr-defined]  # installed only
     except ImportError:
         return Path(__file__).resolve().parent.parent / "migrations"
     return Path(migrations.__file__).parent
@@ -94,7 +94,7 @@ class _Router(Router):
 
     @cached_property
     def model(self):
-        History.bind(self.database)
+        History.bind(self.database)  # type: ignore[arg-type]  # a Database, not a Proxy
         # Only when missing: CREATE TABLE IF NOT EXISTS still needs CREATE on the schema, which
         # an application role (status, history) does not have.
         if not self.database.table_exists(HISTORY_TABLE, schema="public"):

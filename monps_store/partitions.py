@@ -22,6 +22,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import peewee
+
 from monps_store import database as _database
 from monps_store.errors import InvalidInput
 
@@ -76,7 +78,7 @@ def _month_of_name(name: str) -> Month | None:
     return (int(found.group(1)), int(found.group(2))) if found else None
 
 
-def existing(database=None) -> set[Month]:
+def existing(database: peewee.Database | None = None) -> set[Month]:
     """The months that have a partition, as this connection sees the catalog."""
     database = database or _database.current()
     rows = database.execute_sql(
@@ -85,7 +87,8 @@ def existing(database=None) -> set[Month]:
     return {m for (name,) in rows if (m := _month_of_name(name)) is not None}
 
 
-def ensure(months: Iterable[Month], database=None, known: set[Month] | None = None) -> list[str]:
+def ensure(months: Iterable[Month], database: peewee.Database | None = None,
+           known: set[Month] | None = None) -> list[str]:
     """Create the partitions of ``months`` that are missing, in the caller's transaction;
     returns the names created. ``known`` (months already checked in this transaction) is
     read and extended, which saves the catalog query for months seen before."""
@@ -106,13 +109,14 @@ def ensure(months: Iterable[Month], database=None, known: set[Month] | None = No
     return created
 
 
-def ensure_for(moments: Iterable[datetime.datetime | None], database=None) -> list[str]:
+def ensure_for(moments: Iterable[datetime.datetime | None],
+               database: peewee.Database | None = None) -> list[str]:
     """``ensure`` for the months of ``moments`` (aware datetimes; None is skipped)."""
     return ensure({month_of(m) for m in moments if isinstance(m, datetime.datetime)
                    and m.utcoffset() is not None}, database)
 
 
-def listing(database=None) -> list[Partition]:
+def listing(database: peewee.Database | None = None) -> list[Partition]:
     """Every partition of ``public.odds``, oldest month first."""
     database = database or _database.current()
     result = []
@@ -131,7 +135,8 @@ def current_month(now: datetime.datetime | None = None) -> Month:
     return month_of(now or datetime.datetime.now(UTC))
 
 
-def create_ahead(count: int, database=None, now: datetime.datetime | None = None) -> list[str]:
+def create_ahead(count: int, database: peewee.Database | None = None,
+                 now: datetime.datetime | None = None) -> list[str]:
     """Make sure this month and the next ``count`` have partitions; returns those created."""
     if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= 1200:
         raise InvalidInput(f"ahead must be a whole number of months, 0 to 1200, got {count!r}")
@@ -141,7 +146,8 @@ def create_ahead(count: int, database=None, now: datetime.datetime | None = None
         return ensure([add_months(this, n) for n in range(count + 1)], database)
 
 
-def drop_older(retain: int, database=None, now: datetime.datetime | None = None) -> list[str]:
+def drop_older(retain: int, database: peewee.Database | None = None,
+               now: datetime.datetime | None = None) -> list[str]:
     """Detach and drop every partition whose month ends before the last ``retain`` whole
     months: with ``retain=3`` on 2026-12-02, September, October, November and December stay,
     August and older go (with their rows). One transaction; returns the names dropped."""

@@ -19,9 +19,17 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, SupportsFloat
+
+import peewee
 
 from monps_store import database, errors
 from monps_store.database import MonpsDatabase, db
+
+if TYPE_CHECKING:
+    from monps_store import config
+    from monps_store.aio import replicas as aio_replicas
 
 logger = logging.getLogger(__name__)
 
@@ -40,13 +48,13 @@ SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text,
 class _Replica:
     """One standby: its own pool, and what the last check found."""
 
-    def __init__(self, settings):
+    def __init__(self, settings: config.Settings) -> None:
         self.settings = settings
         self.db = MonpsDatabase(None)
         self.db.configure(settings)
         self.state = "unchecked"
         self.retry_at = 0.0
-        self.lag_ms = None
+        self.lag_ms: float | None = None
 
     def note(self, state: str, detail: str = "") -> None:
         if state != self.state:
@@ -60,7 +68,8 @@ class _Replica:
                 **self.db.pool_status()}
 
 
-def judge(member, in_recovery, replayed, lag_ms, needed: int, max_lag: int) -> bool:
+def judge(member: _Replica | aio_replicas._Replica, in_recovery: bool, replayed: str | None,
+          lag_ms: SupportsFloat, needed: int, max_lag: int) -> bool:
     """Whether ``member`` may serve, from its health row; notes (and logs) its state. Shared
     by the sync and the async scopes."""
     member.lag_ms = float(lag_ms)
@@ -75,9 +84,9 @@ def judge(member, in_recovery, replayed, lag_ms, needed: int, max_lag: int) -> b
 
 
 class _Replicas:
-    def __init__(self):
+    def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._built_for = None
+        self._built_for: config.Settings | None = None
         self._members: list[_Replica] = []
         self._next = 0
 
@@ -97,7 +106,9 @@ class _Replicas:
         if not members:
             return None
         needed = db.required_position()  # read-your-writes: this process's last commit
-        max_lag = db.settings.replica_max_lag_ms
+        settings = db.settings
+        assert settings is not None  # members exist only once init_db() configured replicas
+        max_lag = settings.replica_max_lag_ms
         with self._lock:
             start, self._next = self._next, self._next + 1
         for offset in range(len(members)):
@@ -130,7 +141,7 @@ def check() -> list[dict]:
     (ms) and replayed WAL position, or the error. Never raises for a replica's failure."""
     report = []
     for member in _replicas.members():
-        entry = {"url": member.settings.display_url}
+        entry: dict[str, object] = {"url": member.settings.display_url}
         try:
             with member.db.connection_context():
                 in_recovery, replayed, lag_ms = member.db.execute_sql(_HEALTH).fetchone()
@@ -147,7 +158,7 @@ database.register_companion("replicas", _replicas.close_all, _replicas.status)
 
 
 @contextlib.contextmanager
-def replica():
+def replica() -> Iterator[peewee.Database]:
     """A read-only connection scope on a replica fit to serve (see the module docstring), else
     on the primary. Repository reads inside work unchanged; a write raises
     :class:`~errors.ReplicaWriteRefused` and changes nothing. Nested scopes share the outer one.

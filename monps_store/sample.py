@@ -186,7 +186,8 @@ class SampleData:
         rng = random.Random(self.seed + 7)
         rows_per_match = len(BOOKMAKERS) * sum(map(len, MARKETS.values())) * len(SNAPSHOT_HOURS)
         matches = list(self.matches())[: max(1, self.odds_count // rows_per_match)]
-        seen, rows = set(), []
+        seen: set = set()
+        rows: list[dict] = []
         while len(rows) < self.pick_count:
             match_id, _, _, _, kick_off, fair = rng.choice(matches)
             market = rng.choice(list(MARKETS))

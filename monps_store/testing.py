@@ -27,11 +27,18 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    import peewee
+    import psycopg2.extensions
+
+    from monps_store.database import MonpsDatabase
 
 APPLICATION_NAME = "monps_test"
 TEST_DATABASE = "monps_test"
@@ -44,12 +51,12 @@ class Server:
         self.url = url
         self.pgdata = pgdata  # set when this session started the server (it may restart it)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         from monps_store import config
 
         return f"<monps_store.testing.Server {config.from_url(self.url).display_url}>"
 
-    def admin(self):
+    def admin(self) -> psycopg2.extensions.connection:
         """A raw autocommit psycopg2 connection, outside the package's pool."""
         import psycopg2
 
@@ -59,7 +66,8 @@ class Server:
         conn.autocommit = True
         return conn
 
-    def sql(self, statement: str, params=()):
+    def sql(self, statement: str,
+            params: Sequence[object] | Mapping[str, object] = ()) -> list[tuple] | None:
         """Run one statement on its own connection; its rows, or None."""
         conn = self.admin()
         try:
@@ -150,7 +158,7 @@ def monps_server() -> Iterator[Server]:
 
 
 @pytest.fixture
-def monps_db(monps_server: Server):
+def monps_db(monps_server: Server) -> Iterator[MonpsDatabase]:
     """``monps_store.db`` initialised on the test database; every table emptied (through an
     admin connection) and the cache cleared after the test."""
     import monps_store
@@ -208,7 +216,7 @@ def query_count() -> Iterator[Queries]:
     seen = Queries()
     thread = threading.get_ident()
 
-    def hook(event):
+    def hook(event: peewee.QueryEvent) -> None:
         if threading.get_ident() == thread:
             seen.statements.append(event.sql)
 
@@ -242,7 +250,7 @@ def _install_guard() -> None:
 
         original = peewee.ForeignKeyAccessor.get_rel_instance
 
-        def get_rel_instance(self, instance):
+        def get_rel_instance(self: peewee.ForeignKeyAccessor, instance: peewee.Model) -> Any:
             if _forbidden.get():
                 value = instance.__data__.get(self.name)
                 if value is not None and self.name not in instance.__rel__:
@@ -253,7 +261,7 @@ def _install_guard() -> None:
                         "prefetch)")
             return original(self, instance)
 
-        peewee.ForeignKeyAccessor.get_rel_instance = get_rel_instance
+        peewee.ForeignKeyAccessor.get_rel_instance = get_rel_instance  # type: ignore[method-assign]
         _guard_installed = True
 
 

@@ -14,12 +14,16 @@ reason apply to every write inside, nested scopes inheriting what they do not se
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
+
+import peewee
 
 from monps_store import audit, database
 
 
 @contextlib.contextmanager
-def unit_of_work(actor: str | None = None, reason: str | None = None):
+def unit_of_work(actor: str | None = None,
+                 reason: str | None = None) -> Iterator[peewee._transaction | peewee._savepoint]:
     """A transaction (savepoint when nested) with ``actor``/``reason`` for its writes. Yields
     the transaction: ``rollback()`` undoes its writes so far, ``commit()`` makes them final."""
     with database.connection(), audit.audit_context(actor, reason), \

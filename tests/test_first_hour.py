@@ -216,3 +216,20 @@ def test_progress_off_a_terminal_is_a_line_every_interval(capsys, monkeypatch):
     quiet = cli_module._progress("ingest odds.csv", every=3600)
     quiet(20_000)
     assert capsys.readouterr().err == ""
+
+
+def test_the_demos_counter_line_is_ended_before_anything_else_is_printed(pg, db, monkeypatch):
+    import click
+
+    written = []  # (stream, text, newline) in the order the terminal would show them
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    monkeypatch.setattr(click, "echo", lambda message="", err=False, nl=True, **_: written.append(
+        ("err" if err else "out", str(message), nl)))
+    monkeypatch.setenv("DATABASE_URL", pg.url)
+    assert cli_module.main(["demo", "--scale", "0.002"]) == 0
+    counters = [i for i, (stream, text, nl) in enumerate(written) if text.startswith("\r")]
+    assert counters, written  # the live counter was shown
+    for i in counters:
+        following = written[i + 1]
+        # Either the counter again, or the end of its line: never text glued onto it.
+        assert following[1].startswith("\r") or following == ("err", "", True), following

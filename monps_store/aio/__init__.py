@@ -30,15 +30,24 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from monps_store import audit, config, database, errors, translate
 from monps_store.aio.pool import AsyncMonpsDatabase
 from monps_store.aio.replicas import Replicas
 
+if TYPE_CHECKING:
+    from monps_store.aio.events import AsyncListener
+    from monps_store.aio.pool import _Atomic
+
 __all__ = ["check_connection", "close_db", "connection", "init_db", "listen", "pool_status",
            "replica", "run", "unit_of_work"]
 
 logger = logging.getLogger(__name__)
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 _db: AsyncMonpsDatabase | None = None
 _replicas: Replicas | None = None
@@ -74,7 +83,7 @@ def _refuse_outside_bridge() -> None:
 
 
 async def init_db(settings: config.Settings | None = None, *, url: str | None = None,
-                  **overrides) -> config.Settings:
+                  **overrides: Any) -> config.Settings:
     """Configure the async database as :func:`monps_store.init_db` configures the sync one
     (same settings, environment and overrides); closes a previous async pool. Opens no
     connection. Returns the settings."""
@@ -103,7 +112,7 @@ async def close_db() -> None:
 
 
 @contextlib.asynccontextmanager
-async def connection():
+async def connection() -> AsyncIterator[AsyncMonpsDatabase]:
     """A pooled asyncpg connection for this task, given back however the block ends. Scopes
     nest: only the outermost one takes and returns the connection."""
     adb = _database()
@@ -118,7 +127,8 @@ async def connection():
 
 
 @contextlib.asynccontextmanager
-async def unit_of_work(actor: str | None = None, reason: str | None = None):
+async def unit_of_work(actor: str | None = None,
+                       reason: str | None = None) -> AsyncIterator[_Atomic]:
     """One transaction (a savepoint when nested) for this task, with ``actor``/``reason`` for
     its writes; commits on a clean exit, rolls back on an exception or cancellation."""
     _check_task()
@@ -133,7 +143,7 @@ async def unit_of_work(actor: str | None = None, reason: str | None = None):
 
 
 @contextlib.asynccontextmanager
-async def replica():
+async def replica() -> AsyncIterator[AsyncMonpsDatabase]:
     """A read-only scope for this task on a replica fit to serve, else on the primary: the
     rules of :func:`monps_store.replica` (read-your-writes by WAL position, lag limit, a
     stopped replica skipped, a write raising ReplicaWriteRefused). Nested scopes share it."""
@@ -146,7 +156,7 @@ async def replica():
         raise errors.MonpsStoreError(
             "aio.replica() inside an open transaction on the primary: its reads would miss "
             "the transaction's own writes. Read before or after the unit of work")
-    member = await _replicas.choose()
+    member = await _replicas.choose() if _replicas is not None else None
     target = member.db if member is not None else primary
     opened = target.is_closed()
     if opened:
@@ -162,7 +172,7 @@ async def replica():
             await target.aclose()
 
 
-async def run(fn, *args, **kwargs):
+async def run(fn: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> _R:
     """Run sync ``fn(*args, **kwargs)`` (a repository function, model code) on this task's
     connection, inside its transaction if one is open, and return what it returns."""
     adb = _database()
@@ -199,10 +209,11 @@ def pool_status() -> dict:
     """The async pool's figures, with the same keys as :func:`monps_store.pool_status`."""
     if _db is None:
         return {"configured": False}
-    return {**_db.pool_status(), "replicas": _replicas.status()}
+    return {**_db.pool_status(), "replicas": _replicas.status() if _replicas else []}
 
 
-def listen(*channels: str, timeout: float | None = None, on_reconnect=None):
+def listen(*channels: str, timeout: float | None = None,
+           on_reconnect: Callable[[], Any] | None = None) -> AsyncListener:
     """An async iterator of the events of ``channels`` (see :mod:`monps_store.aio.events`),
     on a direct connection of its own; it connects when entered or first iterated."""
     from monps_store.aio.events import AsyncListener

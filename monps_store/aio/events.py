@@ -16,7 +16,7 @@ import inspect
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Self
 
 import asyncpg
 
@@ -53,7 +53,7 @@ class AsyncListener:
         self._conn: asyncpg.Connection | None = None
         self._started = self._closed = False
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         state = "closed" if self._closed else "listening" if self._conn else "not connected"
         return f"<AsyncListener {', '.join(self.channels)} on {self.settings.display_url} {state}>"
 
@@ -61,14 +61,14 @@ class AsyncListener:
     def connected(self) -> bool:
         return self._conn is not None and not self._conn.is_closed()
 
-    async def __aenter__(self):
+    async def __aenter__(self) -> Self:
         await self._start()
         return self
 
-    async def __aexit__(self, *exc_info):
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    def __aiter__(self):
+    def __aiter__(self) -> Self:
         return self
 
     async def __anext__(self) -> Event:
@@ -128,10 +128,10 @@ class AsyncListener:
         conn.add_termination_listener(self._terminated)
         return conn
 
-    def _notified(self, conn, pid, channel, payload) -> None:
+    def _notified(self, conn: asyncpg.Connection, pid: int, channel: str, payload: str) -> None:
         self._queue.put_nowait(decode(channel, payload, pid))
 
-    def _terminated(self, conn) -> None:
+    def _terminated(self, conn: asyncpg.Connection) -> None:
         self._queue.put_nowait((_LOST, conn))
 
     async def _heartbeat(self) -> None:

@@ -16,9 +16,10 @@ import json
 import logging
 import time
 import weakref
+from typing import Any
 
 import asyncpg
-from peewee import __exception_wrapper__
+from peewee import __exception_wrapper__  # type: ignore[attr-defined]  # peewee's own
 from playhouse.pwasyncio import (
     AsyncPgAtomic,
     AsyncPostgresqlConnection,
@@ -66,7 +67,7 @@ def _jsonb_loads(data: bytes):
 
 def connect_kwargs(settings: config.Settings) -> dict:
     """Keyword arguments for ``asyncpg.create_pool`` (reveals the password: driver use only)."""
-    kwargs = {"host": settings.host, "port": settings.port, "user": settings.user,
+    kwargs: dict[str, Any] = {"host": settings.host, "port": settings.port, "user": settings.user,
               "database": settings.database,
               "timeout": settings.connect_timeout or None}
     if settings.password:
@@ -163,7 +164,8 @@ class AsyncMonpsDatabase(AsyncPostgresqlDatabase):
         super().__init__(settings.database or "", pool_size=settings.max_connections,
                          acquire_timeout=settings.pool_timeout or 0)
         self._in_use = 0
-        self._born = weakref.WeakKeyDictionary()  # raw connection -> monotonic creation time
+        # raw connection -> monotonic creation time
+        self._born: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._figures = dict.fromkeys(("opened", "recycled", "dead_discarded", "lost",
                                        "exhausted"), 0)
         self._saturated = False

@@ -24,7 +24,8 @@ class _Replica:
         self.retry_at = 0.0
         self.lag_ms = None
 
-    note = replicas._Replica.note
+    def note(self, state: str, detail: str = "") -> None:
+        replicas._Replica.note(self, state, detail)  # type: ignore[arg-type]  # same fields
 
     def status(self) -> dict:
         return {"url": self.settings.display_url, "state": self.state, "lag_ms": self.lag_ms,

@@ -21,6 +21,8 @@ scripts never leaves them NULL; so does every other column with a Python default
 
 from __future__ import annotations
 
+from typing import Any
+
 from peewee import SQL, Metadata, TextField
 from playhouse.postgres_ext import DateTimeTZField
 from playhouse.shortcuts import model_to_dict
@@ -38,7 +40,7 @@ class RoutedMetadata(Metadata):
     ``Model.bind()`` per call (which races)."""
 
     def __init__(self, *args, **kwargs):
-        self._database = None
+        self._database: Any = None
         super().__init__(*args, **kwargs)
 
     @property
@@ -96,7 +98,7 @@ class BaseModel(Model):
 
         with self._meta.database.atomic():
             if partitioned:  # the month this row goes to must exist
-                partitions.ensure_for([getattr(self, key)])
+                partitions.ensure_for([getattr(self, str(key))])
             saved = super().save(force_insert, only)
             if saved and self.publish_changes:
                 events.publish_changes(type(self), [getattr(self, events.changes_field(

@@ -16,18 +16,22 @@ the timestamp and audit columns themselves, from :mod:`monps_store.audit`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, TypeVar, overload
 
+import peewee
 from peewee import EXCLUDED, Case, Cast, Expression, Tuple
 
 from monps_store import audit, database
 from monps_store.errors import InvalidInput, NotFound
 from monps_store.models import checks
+from monps_store.models.base import BaseModel
 
 BATCH_SIZE = 1000
+_M = TypeVar("_M", bound=BaseModel)
 
 
-def field(model, name: str):
+def field(model: type[BaseModel], name: str) -> peewee.Field:
     """The model's field called ``name``, or InvalidInput naming it and the valid ones."""
     found = model._meta.fields.get(name) if isinstance(name, str) else None
     if found is None:
@@ -36,7 +40,7 @@ def field(model, name: str):
     return found
 
 
-def ordering(model, order_by: str | Sequence[str] | None):
+def ordering(model: type[BaseModel], order_by: str | Sequence[str] | None) -> list[peewee.Ordering]:
     """``"name"``/``"-name"`` (or a list of them) as peewee orderings; the pk when None."""
     if order_by is None:
         return [model._meta.primary_key]
@@ -54,7 +58,7 @@ def ordering(model, order_by: str | Sequence[str] | None):
     return result
 
 
-def check_window(skip, limit):
+def check_window(skip: int | None, limit: int | None) -> None:
     for name, value in (("skip", skip), ("limit", limit)):
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)
                                   or value < 0):
@@ -63,16 +67,16 @@ def check_window(skip, limit):
             raise InvalidInput(f"{name} must be at most {checks.INT8[1]}, got {value!r}")
 
 
-def _where(model, filters: dict):
+def _where(model: type[BaseModel], filters: dict) -> list[peewee.Expression]:
     return [field(model, name) == checks.compare(model, name, value)
             for name, value in filters.items()]
 
 
-def _pk(model, pk):
+def _pk(model: type[BaseModel], pk: object) -> Any:
     return checks.compare(model, model._meta.primary_key.name, pk, allow_none=False)
 
 
-def get_by_id(model, pk):
+def get_by_id(model: type[_M], pk: object) -> _M:
     """The row with primary key ``pk``; NotFound names the model and the key."""
     row = model.get_or_none(model._meta.primary_key == _pk(model, pk))
     if row is None:
@@ -80,14 +84,16 @@ def get_by_id(model, pk):
     return row
 
 
-def get_all(model, skip: int = 0, limit: int | None = None, order_by=None) -> list:
+def get_all(model: type[BaseModel], skip: int = 0, limit: int | None = None,
+            order_by: str | Sequence[str] | None = None) -> list:
     """Rows ordered by ``order_by`` (default: primary key), ``skip`` then at most ``limit``."""
     check_window(skip, limit)
     query = model.select().order_by(*ordering(model, order_by)).offset(skip or None)
     return list(query.limit(limit) if limit is not None else query)
 
 
-def get_by_field(model, name: str, value, *, limit: int | None = None, order_by=None) -> list:
+def get_by_field(model: type[BaseModel], name: str, value: object, *,
+                 limit: int | None = None, order_by: str | Sequence[str] | None = None) -> list:
     """Rows whose field ``name`` equals ``value``."""
     check_window(0, limit)
     column = field(model, name)
@@ -96,7 +102,7 @@ def get_by_field(model, name: str, value, *, limit: int | None = None, order_by=
     return list(query.limit(limit) if limit is not None else query)
 
 
-def count(model, **filters) -> int:
+def count(model: type[BaseModel], **filters: object) -> int:
     """How many rows match the equality ``filters`` (all rows without any)."""
     query = model.select()
     if filters:
@@ -104,18 +110,18 @@ def count(model, **filters) -> int:
     return query.count()
 
 
-def _check_names(model, data: dict) -> None:
+def _check_names(model: type[BaseModel], data: dict) -> None:
     for name in data:
         field(model, name)
 
 
-def create(model, **data):
+def create(model: type[_M], **data: object) -> _M:
     """Insert one row through ``save()`` (which fills the audit columns) and return it."""
     _check_names(model, data)
     return model.create(**data)
 
 
-def update(instance, **changes):
+def update(instance: _M, **changes: object) -> _M:
     """Change fields of ``instance`` and save them (audit columns refreshed); returns it.
     Only those columns are written: a concurrent change to another column is kept."""
     model = type(instance)
@@ -127,7 +133,13 @@ def update(instance, **changes):
     return instance
 
 
-def delete(instance_or_model, pk=None) -> int:
+@overload
+def delete(instance_or_model: BaseModel) -> int: ...
+@overload
+def delete(instance_or_model: type[BaseModel], pk: object) -> int: ...
+
+
+def delete(instance_or_model: Any, pk: object = None) -> int:
     """Delete an instance, or the row of ``model`` with primary key ``pk``; NotFound if absent."""
     if pk is None:
         return instance_or_model.delete_instance()
@@ -149,7 +161,7 @@ def delete(instance_or_model, pk=None) -> int:
 # -- paths that bypass save(): audit columns filled here -----------------------------------
 
 
-def _with_insert_audit(model, rows: Iterable[dict]):
+def _with_insert_audit(model: type[BaseModel], rows: Iterable[dict]) -> Iterator[dict]:
     values = {k: v for k, v in audit.insert_values().items() if k in model._meta.fields}
     for number, row in enumerate(rows, start=1):
         if not isinstance(row, dict):
@@ -159,7 +171,7 @@ def _with_insert_audit(model, rows: Iterable[dict]):
         yield checks.row(model, values | row, complete=True, where=f"row {number}: ")
 
 
-def insert_many(model, rows: Iterable[dict], batch_size: int = BATCH_SIZE) -> int:
+def insert_many(model: type[BaseModel], rows: Iterable[dict], batch_size: int = BATCH_SIZE) -> int:
     """Insert ``rows`` in batches inside one transaction; returns how many were inserted."""
     total = 0
     rows = list(_with_insert_audit(model, rows))
@@ -178,7 +190,7 @@ def insert_many(model, rows: Iterable[dict], batch_size: int = BATCH_SIZE) -> in
     return total
 
 
-def upsert_many(model, rows: Iterable[dict], conflict: Sequence[str],
+def upsert_many(model: type[BaseModel], rows: Iterable[dict], conflict: Sequence[str],
                 update: Sequence[str] | None = None, batch_size: int = BATCH_SIZE) -> int:
     """Insert ``rows``; where the unique ``conflict`` columns already exist, update the
     ``update`` columns (default: every non-key column) and the audit columns instead.
@@ -233,7 +245,7 @@ def upsert_many(model, rows: Iterable[dict], conflict: Sequence[str],
     return total
 
 
-def _published_field(model):
+def _published_field(model: type[BaseModel]) -> peewee.Field | None:
     """The field whose values a write's change event carries; None if the model publishes none
     (``publish_changes``)."""
     from monps_store import events
@@ -241,18 +253,19 @@ def _published_field(model):
     return events.changes_field(model) if events.changes_channel(model) else None
 
 
-def _returned(query, field) -> list:
+def _returned(query: peewee.ModelInsert | peewee.ModelUpdate | peewee.ModelDelete,
+              field: peewee.Field) -> list:
     return [row[0] for row in query.returning(field).tuples().execute()]
 
 
-def _publish(model, values: list) -> None:
+def _publish(model: type[BaseModel], values: list) -> None:
     if values:
         from monps_store import events
 
         events.publish_changes(model, values)
 
 
-def _ensure_partitions(model, rows: list[dict]) -> None:
+def _ensure_partitions(model: type[BaseModel], rows: list[dict]) -> None:
     key = getattr(model, "partitioned_by", None)
     if key is not None and rows:
         from monps_store import partitions
@@ -260,11 +273,11 @@ def _ensure_partitions(model, rows: list[dict]) -> None:
         partitions.ensure_for(row.get(key) for row in rows)
 
 
-def _key_value(value):
+def _key_value(value: object) -> object:
     return value._pk if hasattr(value, "_pk") else value
 
 
-def unique_keys(model) -> set[frozenset]:
+def unique_keys(model: type[BaseModel]) -> set[frozenset]:
     """The model's unique keys, each as a set of field names (primary key included)."""
     keys = {frozenset([model._meta.primary_key.name])}
     keys |= {frozenset([f.name]) for f in model._meta.sorted_fields if f.unique}
@@ -274,7 +287,7 @@ def unique_keys(model) -> set[frozenset]:
     return keys
 
 
-def update_where(model, changes: dict, **filters) -> int:
+def update_where(model: type[BaseModel], changes: dict, **filters: object) -> int:
     """``UPDATE model SET changes WHERE filters`` with the audit columns refreshed; returns the
     number of rows changed. At least one filter is required (use ``update_all`` on purpose)."""
     if not filters:
@@ -323,6 +336,6 @@ def bulk_update(instances: Sequence, fields: Sequence[str], batch_size: int = BA
     return changed
 
 
-def _typed(field, value):
+def _typed(field: peewee.Field, value: object) -> peewee.Cast:
     types = database.db.get_context_options()["field_types"]
     return Cast(field.case_value(value), types.get(field.field_type, field.field_type))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import peewee
 from peewee import Value, fn
 
 from monps_store.errors import NotFound
@@ -18,7 +19,7 @@ from monps_store.repositories import crud
 Friction = QuantumFrictionMatrix
 
 
-def _eager(query) -> list[QuantumFrictionMatrix]:
+def _eager(query: peewee.ModelSelect[QuantumFrictionMatrix]) -> list[QuantumFrictionMatrix]:
     # Not with_related(): it loads each relation with the whole query again as a subquery
     # (sort and limit included), once per relation. The ids already fetched say which
     # teams to load, in one query for both sides.

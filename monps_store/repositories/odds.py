@@ -11,6 +11,8 @@ from __future__ import annotations
 import datetime
 from collections.abc import Iterable
 
+import peewee
+
 from monps_store import cache
 from monps_store.models import Odds, checks
 from monps_store.repositories import crud
@@ -41,7 +43,8 @@ def get_by_league(league: str, since: datetime.datetime | None = None,
     return list(query.limit(limit) if limit is not None else query)
 
 
-def _by_match(match_id: str, since, until):
+def _by_match(match_id: str, since: datetime.datetime | None,
+              until: datetime.datetime | None) -> peewee.ModelSelect[Odds]:
     match_id = checks.compare(Odds, "match_id", match_id, allow_none=False)
     query = Odds.select().where(Odds.match_id == match_id)
     since = checks.compare(Odds, "collected_at", since)
@@ -53,7 +56,7 @@ def _by_match(match_id: str, since, until):
     return query
 
 
-def _market(query, market: str | None):
+def _market(query: peewee.ModelSelect[Odds], market: str | None) -> peewee.ModelSelect[Odds]:
     if market is None:
         return query
     return query.where(Odds.market == checks.compare(Odds, "market", market, allow_none=False))
@@ -71,7 +74,7 @@ def price_history(match_id: str, market: str, selection: str, bookmaker: str | N
     return list(query.order_by(Odds.collected_at, Odds.bookmaker))
 
 
-def _last_per_price_line(query) -> list[Odds]:
+def _last_per_price_line(query: peewee.ModelSelect[Odds]) -> list[Odds]:
     # DISTINCT ON keeps the first row of each (bookmaker, market, selection) in this order:
     # the newest.
     return list(query.distinct(Odds.bookmaker, Odds.market, Odds.selection)
