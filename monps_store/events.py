@@ -233,6 +233,18 @@ def decode(channel: str, text: str, pid: int) -> Event:
     return Event(channel, payload, pid)
 
 
+def check_listen(channels: Iterable[str],
+                 timeout: float | None) -> tuple[tuple[str, ...], float | None]:
+    """A listener's channels (checked, each once) and timeout, or InvalidInput."""
+    checked = tuple(dict.fromkeys(check_channel(c) for c in channels))
+    if not checked:
+        raise errors.InvalidInput("listen() needs at least one channel")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                or not timeout >= 0):
+        raise errors.InvalidInput(f"timeout must be a number of seconds >= 0, got {timeout!r}")
+    return checked, timeout
+
+
 class Listener:
     """Events of ``channels`` on a direct connection of its own, connected and listening as
     soon as it is made (nothing committed after that is missed while it stays connected).
@@ -247,13 +259,7 @@ class Listener:
                  on_reconnect: Callable[[], Any] | None = None,
                  on_lost: Callable[[], Any] | None = None,
                  settings: config.Settings | None = None):
-        self.channels = tuple(dict.fromkeys(check_channel(c) for c in channels))
-        if not self.channels:
-            raise errors.InvalidInput("listen() needs at least one channel")
-        if timeout is not None and not (isinstance(timeout, (int, float)) and timeout >= 0):
-            raise errors.InvalidInput(f"timeout must be a number of seconds >= 0, got "
-                                      f"{timeout!r}")
-        self.timeout = timeout
+        self.channels, self.timeout = check_listen(channels, timeout)
         self.on_reconnect, self.on_lost = on_reconnect, on_lost
         self.settings = listen_settings(settings)
         self.reconnects = 0

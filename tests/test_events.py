@@ -70,6 +70,9 @@ def test_publishing_outside_a_unit_of_work_or_with_bad_input_is_refused(db):
             events.publish("demo_changed", {"nan": float("nan")})
     with pytest.raises(InvalidInput, match="at least one channel"):
         events.listen()
+    for timeout in (-1, "5", True, float("nan")):
+        with pytest.raises(InvalidInput, match="timeout must be a number of seconds"):
+            events.listen("demo_changed", timeout=timeout)
 
 
 def test_an_oversized_payload_is_refused_whole_and_a_batched_list_is_split_to_fit(db):

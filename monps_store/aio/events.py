@@ -26,7 +26,7 @@ from monps_store.events import (
     _BACKOFF,
     HEARTBEAT_SECONDS,
     Event,
-    check_channel,
+    check_listen,
     decode,
     listen_settings,
 )
@@ -40,13 +40,8 @@ class AsyncListener:
     def __init__(self, channels: Iterable[str], *, timeout: float | None = None,
                  on_reconnect: Callable[[], Any] | None = None,
                  settings: config.Settings | None = None):
-        self.channels = tuple(dict.fromkeys(check_channel(c) for c in channels))
-        if not self.channels:
-            raise errors.InvalidInput("listen() needs at least one channel")
-        if timeout is not None and not (isinstance(timeout, (int, float)) and timeout >= 0):
-            raise errors.InvalidInput(f"timeout must be a number of seconds >= 0, got "
-                                      f"{timeout!r}")
-        self.timeout, self.on_reconnect = timeout, on_reconnect
+        self.channels, self.timeout = check_listen(channels, timeout)
+        self.on_reconnect = on_reconnect
         self.settings = listen_settings(settings)
         self.reconnects = 0
         self._queue: asyncio.Queue = asyncio.Queue()
