@@ -21,6 +21,7 @@ What this adds to peewee-migrate 2.3:
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import re
 import time
@@ -46,11 +47,11 @@ _SAVEPOINT = re.compile(r"\s*(SAVEPOINT|RELEASE SAVEPOINT|ROLLBACK TO SAVEPOINT)
 def default_dir() -> Path:
     """The migrations shipped with the package; in a source checkout, where the package is
     imported from the tree itself, the repository's top-level ``migrations/`` beside it."""
-    try:
-        from monps_store import migrations  # type: ignore[attr-defined]  # installed only
-    except ImportError:
+    # By name: the module exists only in an installed package (mypy sees either layout).
+    spec = importlib.util.find_spec("monps_store.migrations")
+    if spec is None or spec.origin is None:
         return Path(__file__).resolve().parent.parent / "migrations"
-    return Path(migrations.__file__).parent
+    return Path(spec.origin).parent
 
 
 class History(MigrateHistory):
