@@ -233,6 +233,16 @@ def decode(channel: str, text: str, pid: int) -> Event:
     return Event(channel, payload, pid)
 
 
+def retry_pause(attempt: int, deadline: float | None) -> float | None:
+    """Seconds to wait before reconnection attempt ``attempt + 1`` (backoff, cut short by the
+    ``deadline`` on the monotonic clock); None when the deadline has passed."""
+    pause = _BACKOFF[min(attempt, len(_BACKOFF) - 1)]
+    if deadline is None:
+        return pause
+    left = deadline - time.monotonic()
+    return min(pause, left) if left > 0 else None
+
+
 def check_listen(channels: Iterable[str],
                  timeout: float | None) -> tuple[tuple[str, ...], float | None]:
     """A listener's channels (checked, each once) and timeout, or InvalidInput."""
@@ -377,12 +387,9 @@ class Listener:
             try:
                 self._conn = self._connect()
             except errors.ConnectionLost as exc:
-                pause = _BACKOFF[min(attempt, len(_BACKOFF) - 1)]
-                if deadline is not None:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        return
-                    pause = min(pause, left)
+                pause = retry_pause(attempt, deadline)
+                if pause is None:
+                    return
                 logger.info("listener: %s; retrying in %.2f s", exc, pause)
                 select.select([self._wake_read], [], [], pause)  # interrupt() cuts it short
                 if self._interrupted:

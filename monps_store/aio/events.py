@@ -23,12 +23,12 @@ import asyncpg
 from monps_store import config, errors
 from monps_store.aio.pool import connect_kwargs
 from monps_store.events import (
-    _BACKOFF,
     HEARTBEAT_SECONDS,
     Event,
     check_listen,
     decode,
     listen_settings,
+    retry_pause,
 )
 
 logger = logging.getLogger(__name__)
@@ -154,13 +154,10 @@ class AsyncListener:
             try:
                 self._conn = await self._connect()
             except errors.ConnectionLost as exc:
-                pause = _BACKOFF[min(attempt, len(_BACKOFF) - 1)]
+                pause = retry_pause(attempt, deadline)
                 attempt += 1
-                if deadline is not None:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        return
-                    pause = min(pause, left)
+                if pause is None:
+                    return
                 logger.info("listener: %s; retrying in %.2f s", exc, pause)
                 await asyncio.sleep(pause)
                 continue
