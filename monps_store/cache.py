@@ -125,7 +125,7 @@ class _Cached:
                 self.entries.move_to_end(key)
                 while len(self.entries) > self.maxsize:
                     self.entries.popitem(last=False)
-        return pickle.loads(blob)
+        return value  # the caller's own: what is kept is the pickled copy
 
     def clear(self) -> None:
         with _lock:

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import psycopg2
 
+from monps_store import testing
+
 
 def _free_port() -> int:
     with socket.socket() as sock:
@@ -51,14 +53,7 @@ class Pair:
         return self.url(self.standby_port)
 
     def sql(self, url: str, statement: str, params=()):
-        conn = psycopg2.connect(url)
-        conn.autocommit = True
-        try:
-            with conn.cursor() as cur:
-                cur.execute(statement, params)
-                return cur.fetchall() if cur.description else None
-        finally:
-            conn.close()
+        return testing.Server(url).sql(statement, params)
 
     def _start(self, data: Path, port: int) -> None:
         self._run("pg_ctl", "-D", data, "-w", "-l", data / "server.log",

@@ -150,12 +150,32 @@ def test_the_listen_command_prints_events_as_json_lines(db, pg):
         publish("other_changed", ["x"])
         first = json.loads(process.stdout.readline())
         second = json.loads(process.stdout.readline())
+        (pid,) = pg.backends("monps_cli:listen")
+        pg.terminate(pid)
+        while pg.backends("monps_cli:listen") in ([], [pid]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # Its backend may show before its LISTEN runs: publish until one is printed.
+        printed = threading.Event()
+
+        def keep_publishing():
+            while not printed.wait(0.1):
+                publish("demo_changed", {"n": "after the reconnection"})
+
+        publisher = threading.Thread(target=keep_publishing)
+        publisher.start()
+        try:
+            third = json.loads(process.stdout.readline())
+        finally:
+            printed.set()
+            publisher.join()
     finally:
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=10)
     assert (first["channel"], first["payload"]) == ("demo_changed", {"n": 1})
     assert (second["channel"], second["payload"]) == ("other_changed", ["x"])
     assert isinstance(first["pid"], int)
+    assert third["payload"] == {"n": "after the reconnection"}
+    assert "listen: reconnected; events sent while disconnected were missed" in stderr
     assert process.returncode == 0, stderr
     assert "Traceback" not in stderr
 
