@@ -5,8 +5,9 @@
     report.inserted, report.updated, report.unchanged, report.rejected
 
 How it runs: a producer thread reads the CSV (or the rows), validates every row and writes the
-good ones into chunks of CSV lines (a plain line in the standard column order is checked by one
-regular expression and passed on as read; anything else goes through ``validate()``). The
+good ones into chunks of CSV lines (a plain line in the standard column order is split and
+checked field by field, each distinct time and price once per load, and passed on as read;
+anything else goes through ``validate()``). The
 calling thread, inside one transaction, first creates the month partitions a chunk needs, then
 COPYs it straight into ``public.odds`` inside a savepoint. A chunk that meets a stored key is
 undone and merged instead, through a temporary table::
@@ -232,7 +233,7 @@ def _rows_from_csv(stream, name: str, mode: _Mode):
     identity = order == list(range(len(COLUMNS)))
     width = len(header)
     number = reader.line_num
-    fast = _fast_line if identity else None
+    fast = _fast_path() if identity else None
     while True:
         try:
             line = next(lines)
@@ -267,14 +268,15 @@ def _rows_from_csv(stream, name: str, mode: _Mode):
 
 
 # The fast path: a line of ten plain fields that are certainly valid. A line it does not take
-# is not wrong, only left to the full checks (validate()).
-_PLAIN = r'([^,"\r\n\x00\ud800-\udfff]+)'
-_FAST_TIME = (r"((?!0000|0001|9999)[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
-              r"[T ](?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:\.[0-9]{1,6})?)?"
-              r"(?:Z|[+-](?:0[0-9]|1[0-5])(?::?[0-5][0-9])?))")
-_FAST = re.compile(",".join([_PLAIN] * 7 + [r"([0-9]{1,7}(?:\.[0-9]{1,3})?)"] + [_FAST_TIME] * 2)
-                   + r"\r?\n?")
-_EDGE_DAYS = frozenset(("01", "28", "29", "30", "31"))  # where the UTC month may differ
+# is not wrong, only left to the full checks (validate()). Times and prices repeat from row to
+# row (one snapshot time for many prices, one kick-off for a whole match), so each distinct
+# text is checked once per load and the verdict looked up after that.
+_FAST_TIME = re.compile(
+    r"(?!0000|0001|9999)[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
+    r"[T ](?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:\.[0-9]{1,6})?)?"
+    r"(?:Z|[+-](?:0[0-9]|1[0-5])(?::?[0-5][0-9])?)")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_VERDICTS_KEPT = 20_000  # distinct times (or prices) remembered before starting afresh
 
 
 class _Mode:
@@ -285,40 +287,75 @@ class _Mode:
     keyed = False
 
 
-def _fast_line(line: str, keyed: bool, _match=_FAST.fullmatch,
-               _parse=datetime.datetime.fromisoformat):
-    """(natural key or None, the line ending in one LF, UTC month, match id) for a line
-    certainly valid, else None. The key holds ``collected_at`` parsed, so ``Z`` and
-    ``+00:00`` are one moment."""
-    found = _match(line)
-    if found is None:
+def _fast_time(value: str):
+    """(the moment, its UTC month) for a time the fast path may take, else None."""
+    if _FAST_TIME.fullmatch(value) is None:
         return None
-    fields = found.groups()
-    if float(fields[7]) <= 1:
-        return None
-    commence, collected = fields[8], fields[9]
-    day = collected[8:10]
     try:
-        if commence[8:10] > "28":  # the regex allows the 31st in any month
-            _parse(commence)
-        moment = _parse(collected) if keyed or day in _EDGE_DAYS else None
-    except ValueError:  # 2026-02-30 and the like
+        moment = datetime.datetime.fromisoformat(value)
+    except ValueError:  # 2026-02-30 and the like: the regex allows the 31st in any month
         return None
-    if moment is not None and day in _EDGE_DAYS:  # the UTC month may be another; 29-31
-        month = partitions.month_of(moment)       # also checked to exist
-    else:
-        month = (int(collected[:4]), int(collected[5:7]))
-    if line[-1:] != "\n" or line[-2:-1] == "\r":
-        line = line.rstrip("\r\n") + "\n"
-    key = (fields[0], fields[4], fields[5], fields[6], moment) if keyed else None
-    return key, line, month, fields[0]
+    return moment, partitions.month_of(moment)
+
+
+def _fast_price(value: str) -> bool:
+    return _PRICE.fullmatch(value) is not None and float(value) > 1
+
+
+def _fast_path():
+    """A function of (line, keyed) giving (natural key or None, the line ending in one LF, UTC
+    month, match id) for a line certainly valid, else None; it remembers the times and prices
+    it has checked. The key holds ``collected_at`` parsed, so ``Z`` and ``+00:00`` are one
+    moment."""
+    times: dict[str, tuple] = {}  # () for a time the fast path does not take
+    prices: dict[str, bool] = {}
+
+    def remember_time(value: str) -> tuple:
+        if len(times) >= _VERDICTS_KEPT:
+            times.clear()
+        checked = times[value] = _fast_time(value) or ()
+        return checked
+
+    def fast_line(line: str, keyed: bool):
+        if '"' in line or "\x00" in line:
+            return None
+        if line[-1:] == "\n":
+            line = line[:-1]
+        if line[-1:] == "\r":
+            line = line[:-1]
+        if "\r" in line or "\n" in line or (not line.isascii() and _SURROGATE.search(line)):
+            return None
+        fields = line.split(",")
+        if len(fields) != 10:
+            return None
+        match, league, home, away, bookmaker, market, selection, price, commence, collected \
+            = fields
+        if not (match and league and home and away and bookmaker and market and selection):
+            return None
+        ok = prices.get(price)
+        if ok is None:
+            if len(prices) >= _VERDICTS_KEPT:
+                prices.clear()
+            ok = prices[price] = _fast_price(price)
+        if not ok:
+            return None
+        start, end = times.get(commence), times.get(collected)
+        if start is None:
+            start = remember_time(commence)
+        if end is None:
+            end = remember_time(collected)
+        if not (start and end):
+            return None
+        moment, month = end
+        key = (match, bookmaker, market, selection, moment) if keyed else None
+        return key, line + "\n", month, match
+
+    return fast_line
 
 
 def _key_of(text: str, prefix_length: int) -> tuple:
     """The natural key of a chunk line the fast path took without one."""
-    found = _FAST.fullmatch(text, prefix_length)
-    assert found is not None  # the fast path took this line
-    fields = found.groups()
+    fields = text[prefix_length:].rstrip("\n").split(",")
     return (fields[0], fields[4], fields[5], fields[6],
             datetime.datetime.fromisoformat(fields[9]))
 

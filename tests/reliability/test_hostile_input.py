@@ -17,6 +17,7 @@ import datetime
 import io
 import json
 import re
+import unittest.mock
 from decimal import Decimal
 
 import pytest
@@ -24,7 +25,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from peewee import IntegrityError
 
-from monps_store import ingest
+from monps_store import ingest, partitions
 from monps_store.errors import InvalidInput, NotFound
 from monps_store.models import Odds, TeamQuantumDNA
 from monps_store.repositories import crud, friction, goalscorers, odds, strategies, teams
@@ -267,6 +268,117 @@ def test_csv_ingest_stores_exactly_the_valid_rows_or_names_line_and_column(
         outcome = "accepted"
     figures.add("hostile input: CSV ingest", examples=1, **{outcome: 1},
                 rows_checked=pg.sql("SELECT count(*) FROM public.odds")[0][0], half_written=0)
+
+
+# Values at the edges of what the fast path takes: those it must take (the common forms), the
+# rest it must leave to validate().
+FAST_PRICES = ("1.001", "9999999.999", "01.5", "2", "2.5")
+EDGE_PRICES = (*FAST_PRICES, "1", "1.000", "1.0", "0.999", "1.0001", "10000000", ".5", "2.",
+               "+2.5", "2.5 ", "٢.٥")
+FAST_TIMES = ("2024-02-29T10:00Z", "2026-04-30T23:59:59Z", "2026-12-31T23:30:00-01:00",
+              "2027-01-01T00:30:00+01:00", "2026-05-31 23:00:00-15:59",
+              "2026-06-01T10:00:00.5+05", "2026-06-01T10:00+0530", "2026-06-01T10:00:00.123456Z")
+EDGE_TIMES = (*FAST_TIMES, "2026-02-29T10:00Z", "2026-04-31T10:00Z", "2026-06-01T00:00:00+16:00",
+              "2026-06-01T24:00:00Z", "2026-06-01T10:00:60Z", "2026-06-01T10:00:00.1234567Z",
+              "2026-06-01T10Z", "2026-6-01T10:00Z", "2026-06-01T10:00:00", "0001-01-02T16:00Z",
+              "9999-12-29T00:00Z", "2026-06-01t10:00Z")
+
+
+@st.composite
+def nearly_plain_rows(draw):
+    """(fields, bad columns): a plain valid row, times in this era, with at most one field
+    from the hostile strategies or at the fast path's edges (not marked bad: validate()
+    decides), so that a line fails, if it does, on that field alone."""
+    plain = st.text("abcxyz XYZ-1é", min_size=1, max_size=8)
+    fields = {c: draw(plain) for c in TEXT_COLUMNS}
+    fields["price"] = draw(csv_price(hostile=False))[0]
+    era = st.builds(lambda naive, minutes: naive.replace(tzinfo=tz(minutes)),
+                    st.datetimes(datetime.datetime(2000, 1, 1), datetime.datetime(2100, 1, 1)),
+                    OFFSETS)
+    for column in TIME_COLUMNS:
+        fields[column] = time_text(draw(era), draw(st.integers(0, 29)))
+    bad = set()
+    column = draw(st.sampled_from([None, "match_id", "home_team", "selection", "price",
+                                   "price", "commence_time", "collected_at", "collected_at"]))
+    if column in TEXT_COLUMNS:
+        value, ok = draw(st.one_of(text_values(), BAD_TEXT, st.just(("", False))))
+    elif column == "price":
+        value, ok = draw(st.one_of(csv_price(), st.sampled_from(EDGE_PRICES).map(
+            lambda v: (v, True))))
+    elif column is not None:
+        value, ok = draw(st.one_of(csv_time(), st.sampled_from(EDGE_TIMES).map(
+            lambda v: (v, True))))
+    if column is not None:
+        fields[column] = value
+        if not ok:
+            bad.add(column)
+    return [fields[c] for c in ingest.COLUMNS], bad
+
+
+@settings(HOSTILE, max_examples=200)
+@given(rows=st.lists(st.one_of(nearly_plain_rows(), odds_csv_rows()), min_size=1, max_size=8),
+       order=st.lists(st.integers(0, 7), max_size=12), quoted=st.booleans(),
+       ending=st.sampled_from(["\n", "\r\n", "\r", ""]), forgetful=st.booleans())
+def test_the_fast_path_takes_a_line_only_as_the_full_checks_would(
+        figures, rows, order, quoted, ending, forgetful):
+    """The per-line fast path (which remembers the times and prices it has checked) takes a
+    line only if the csv module and validate() accept it, with the same key and UTC month, and
+    passes it on as read; whatever lines came before it, and however often a value repeats."""
+    lines, bad_of = [], {}
+    for i in [*range(len(rows)), *(i for i in order if i < len(rows))]:  # values repeat
+        fields, bad = rows[i]
+        if quoted:
+            buffer = io.StringIO()
+            csv.writer(buffer, lineterminator="").writerow(fields)
+            text = buffer.getvalue()
+        else:
+            text = ",".join(fields)
+        lines.append(text + ending)
+        bad_of[text + ending] = bad
+    with unittest.mock.patch.object(ingest, "_VERDICTS_KEPT", 2 if forgetful else 20_000):
+        taken = fast_path_verdicts(lines, bad_of)
+    figures.add("hostile input: CSV fast path", examples=1, lines=len(lines), taken=len(taken))
+
+
+def test_the_fast_path_at_its_edges_takes_the_common_forms_and_leaves_the_rest(figures):
+    base = dict(zip(ingest.COLUMNS, ["m1", "Ligue 1", "Lyon", "Nice", "pinnacle", "1x2", "home",
+                                     "2.100", "2026-11-28T20:00:00+01:00",
+                                     "2026-11-28T12:00:00Z"], strict=True))
+    lines, must_take = [], set()
+    for column, values, fast in (("price", EDGE_PRICES, FAST_PRICES),
+                                 ("commence_time", EDGE_TIMES, FAST_TIMES),
+                                 ("collected_at", EDGE_TIMES, FAST_TIMES)):
+        for value in values:
+            text = ",".join({**base, column: value}.values())
+            for ending in ("\n", "\r\n"):
+                lines += [text + ending] * 2  # the second time from what it remembers
+                if value in fast:
+                    must_take.add(text + ending)
+    taken = fast_path_verdicts(lines, {})
+    assert must_take <= taken, sorted(must_take - taken)
+    month = {t: v[2] for t in taken for v in [ingest._fast_path()(t, False)]}
+    assert month[",".join({**base, "collected_at": "2026-12-31T23:30:00-01:00"}.values())
+                 + "\n"] == (2027, 1)
+    figures.add("hostile input: CSV fast path", examples=1, lines=len(lines), taken=len(taken))
+
+
+def fast_path_verdicts(lines, bad_of) -> set[str]:
+    """Run the fast path over ``lines`` in order, checking each line it takes against the csv
+    module and validate(); the lines taken."""
+    remembering, taken = ingest._fast_path(), set()
+    for text in lines:
+        verdict = remembering(text, True)
+        assert verdict == ingest._fast_path()(text, True), text  # as if seen first
+        if verdict is None:
+            continue
+        taken.add(text)
+        assert not bad_of.get(text), (text, bad_of[text])
+        fields = next(csv.reader([text], strict=True))
+        key = ingest.validate(fields)  # raises if the fast path took a bad line
+        assert verdict[0] == key and verdict[2] == partitions.month_of(key[4])
+        assert verdict[1] == text.rstrip("\r\n") + "\n" and verdict[3] == fields[0]
+        assert ingest._key_of("prefix," + verdict[1], len("prefix,")) == key
+    return taken
 
 
 # -- (b) repositories: writes -----------------------------------------------------------------
