@@ -57,6 +57,6 @@ def odds_csv(rows: int) -> Path:
     return path
 
 
-def machine() -> str:
-    return (f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-            f"PostgreSQL {monps_store.database.server_version()}")
+def machine(server: bool = True) -> str:
+    text = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    return f"{text}, PostgreSQL {monps_store.database.server_version()}" if server else text
