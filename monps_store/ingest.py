@@ -7,10 +7,10 @@
 How it runs: a producer thread reads the CSV (or the rows), validates every row and writes the
 good ones into chunks of CSV lines (a plain line in the standard column order is split and
 checked field by field, each distinct time and price once per load, and passed on as read;
-anything else goes through ``validate()``). The
-calling thread, inside one transaction, first creates the month partitions a chunk needs, then
-COPYs it straight into ``public.odds`` inside a savepoint. A chunk that meets a stored key is
-undone and merged instead, through a temporary table::
+anything else goes through ``validate()``). The calling thread, inside one transaction, first
+creates the month partitions a chunk needs, then COPYs it straight into ``public.odds`` inside
+a savepoint. A chunk that meets a stored key is undone and merged instead, through a temporary
+table::
 
     INSERT INTO odds SELECT ... FROM stage
     ON CONFLICT (natural key) DO UPDATE SET ... WHERE (values) IS DISTINCT FROM (EXCLUDED values)
@@ -275,7 +275,6 @@ _FAST_TIME = re.compile(
     r"(?!0000|0001|9999)[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
     r"[T ](?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:\.[0-9]{1,6})?)?"
     r"(?:Z|[+-](?:0[0-9]|1[0-5])(?::?[0-5][0-9])?)")
-_SURROGATE = re.compile("[\ud800-\udfff]")
 _VERDICTS_KEPT = 20_000  # distinct times (or prices) remembered before starting afresh
 
 
@@ -323,7 +322,7 @@ def _fast_path():
             line = line[:-1]
         if line[-1:] == "\r":
             line = line[:-1]
-        if "\r" in line or "\n" in line or (not line.isascii() and _SURROGATE.search(line)):
+        if "\r" in line or "\n" in line or (not line.isascii() and _FORBIDDEN.search(line)):
             return None
         fields = line.split(",")
         if len(fields) != 10:
