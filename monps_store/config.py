@@ -94,6 +94,9 @@ class Settings:
     # listener) when the connection above goes through a pooler that cannot deliver them.
     cache: bool = True
     listen_url: Secret | None = None
+    # The isolation level of every transaction the package begins (None: the server's default,
+    # READ COMMITTED); one of ISOLATION_LEVELS, as isolation_level() spells it.
+    isolation_level: str | None = None
 
     def __post_init__(self):
         problems = check_ranges({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
@@ -166,10 +169,33 @@ class Settings:
             "pooler": self.pooler,
             "cache": self.cache,
             "listen_url": MASK if self.listen_url else None,
+            "isolation_level": self.isolation_level,
         }
 
 
 POOLERS = ("none", "pgbouncer")
+ISOLATION_LEVELS = ("READ UNCOMMITTED", "READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE")
+# psycopg2's ISOLATION_LEVEL_* constants, which peewee also takes.
+_ISOLATION_CONSTANTS = {1: "READ COMMITTED", 2: "REPEATABLE READ", 3: "SERIALIZABLE",
+                        4: "READ UNCOMMITTED"}
+
+
+def isolation_level(value: object, where: str = "isolation_level") -> str | None:
+    """``value`` as PostgreSQL spells the level (``"serializable"``, ``"repeatable_read"`` and
+    psycopg2's constants are accepted), None for None; ValueError naming ``where`` and the
+    value otherwise."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        level = _ISOLATION_CONSTANTS.get(value)
+    elif isinstance(value, str):
+        level = " ".join(value.replace("_", " ").upper().split())
+    else:
+        level = None
+    if level not in ISOLATION_LEVELS:
+        raise ValueError(f"{where}: unknown isolation level {value!r} (one of "
+                         f"{', '.join(level.lower() for level in ISOLATION_LEVELS)})")
+    return level
 
 # (variable, Settings field, minimum) for the numeric settings.
 _NUMERIC = (
@@ -195,6 +221,8 @@ def check_ranges(values: Mapping) -> list[str]:
         problems.append(f"DB_POOLER: must be one of {', '.join(POOLERS)}")
     if values.get("port") is not None and values["port"] > 65535:
         problems.append("DB_PORT: must be at most 65535")
+    if values.get("isolation_level") not in (None, *ISOLATION_LEVELS):
+        problems.append(f"isolation_level: must be one of {', '.join(ISOLATION_LEVELS)}")
     name = values.get("application_name")
     if name is not None and (not name.strip() or len(name) > 63 or not name.isascii()):
         problems.append("DB_APPLICATION_NAME: must be 1-63 ASCII characters")
@@ -260,57 +288,67 @@ def _check_libpq_parameter(key: str, variable: str, where: str = " in the query 
 
 
 # PostgresqlDatabase options that are not libpq parameters: refused by name in db.init().
-_PEEWEE_OPTIONS = {"isolation_level", "register_unicode", "encoding", "prefer_psycopg3",
-                   "autorollback", "autocommit", "server_side_cursors"}
+_PEEWEE_OPTIONS = {"register_unicode", "encoding", "prefer_psycopg3", "autorollback",
+                   "autocommit", "server_side_cursors"}
 
 
-def from_init_params(database: str, **params) -> Settings:
+def from_init_params(database: str, base: Settings | None = None, **params: Any) -> Settings:
     """Settings for peewee's ``db.init(database, **params)``, read as
     ``PooledPostgresqlDatabase(database, **params)`` reads them: ``database`` is a name or a
     ``postgresql://`` URL, other keywords are libpq's (``host``, ``user``, ``password``,
-    ``sslmode``, ...) and the pool takes ``max_connections`` (default 20, every one kept
-    idle), ``stale_timeout`` (default none) and ``timeout`` (default None: fail at once;
-    0: wait forever). Reads no environment."""
+    ``sslmode``, ...), ``isolation_level`` is peewee's, and the pool takes ``max_connections``
+    (default 20, every one kept idle), ``stale_timeout`` (default none) and ``timeout``
+    (default None: fail at once; 0: wait forever). Reads no environment.
+
+    With ``base`` (the settings the database has now) the call is merged into them as peewee
+    merges ``init()`` into its connection parameters: what the call does not name is kept, a
+    URL replaces the whole connection, and ``isolation_level`` is the call's (peewee resets it
+    on every ``init()``)."""
     where = " given to db.init()"
     params = dict(params)
-    values: dict[str, Any]
+    peewee_only = sorted(set(params) & _PEEWEE_OPTIONS)
+    if peewee_only:
+        raise ConfigError([f"{key}: a peewee option db.init() does not take (monps_store "
+                           "connects with psycopg2 in autocommit mode, with its own typecasters "
+                           "and client encoding)" for key in peewee_only])
+    values: dict[str, Any] = {} if base is None else {
+        f.name: getattr(base, f.name) for f in dataclasses.fields(base)}
     if database.startswith(tuple(f"{scheme}://" for scheme in URL_SCHEMES)):
-        values = parse_url(database, "db.init() database URL")
+        values.update(parse_url(database, "db.init() database URL"))  # every connection field
     else:
-        values = {"database": database}
-    max_connections = params.pop("max_connections", 20)
-    if not max_connections:
-        raise ConfigError(["max_connections: the pool needs a limit (peewee's None or 0 "
-                           "means unlimited, which monps_store does not offer)"])
+        values["database"] = database
+    max_connections = params.pop("max_connections", None)  # None: keep, as peewee does
+    if max_connections is not None or base is None:
+        if max_connections == 0:
+            raise ConfigError(["max_connections: the pool needs a limit (peewee's 0 means "
+                               "unlimited, which monps_store does not offer)"])
+        values |= {"pool_size": int(max_connections or 20), "max_overflow": 0}
     stale_timeout = params.pop("stale_timeout", None)
+    if stale_timeout is not None or base is None:
+        values["pool_recycle"] = int(stale_timeout or 0)
     timeout = params.pop("timeout", None)
-    values |= {
-        "source": "db.init()",
-        "pool_size": int(max_connections),
-        "max_overflow": 0,
-        "pool_recycle": int(stale_timeout or 0),
+    if timeout is not None or base is None:
         # peewee: None fails at once (monps_store's 0), 0 waits forever.
-        "pool_timeout": 0.0 if timeout is None else float(timeout) or float("inf"),
-    }
+        values["pool_timeout"] = 0.0 if timeout is None else float(timeout) or float("inf")
+    try:
+        values["isolation_level"] = isolation_level(params.pop("isolation_level", None))
+    except ValueError as exc:
+        raise ConfigError([str(exc)]) from None
+    values["source"] = "db.init()"
     for key in ("host", "user", "application_name"):
         if key in params:
             values[key] = params.pop(key)
     for key in ("port", "connect_timeout"):
         if key in params:
             values[key] = int(params.pop(key))
-    password = params.pop("password", None)
-    if password:
-        values["password"] = Secret(str(password))
-    peewee_only = sorted(set(params) & _PEEWEE_OPTIONS)
-    if peewee_only:
-        raise ConfigError([f"{key}: a peewee option db.init() does not take (monps_store "
-                           "connects with psycopg2 in autocommit mode and sets "
-                           "transactions per atomic())" for key in peewee_only])
-    extra = list(values.get("params", ()))
+    if "password" in params:
+        password = params.pop("password")
+        values["password"] = Secret(str(password)) if password else None
+    extra = dict(values.get("params", ()))
     for key, value in params.items():
         _check_libpq_parameter(key, key, where)
-        extra.append((key, Secret(str(value)) if key in _SECRET_PARAMS else str(value)))
-    values["params"] = tuple(extra)
+        extra[key] = Secret(str(value)) if key in _SECRET_PARAMS else str(value)
+    values["params"] = tuple(extra.items())
     return Settings(**values)
 
 

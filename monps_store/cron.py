@@ -73,12 +73,15 @@ class Job:
 
     def __init__(self, fn: Callable[..., object], name: str, *, lock: bool = True,
                  retries: int = 3, backoff: float = 0.5, max_backoff: float = 30.0,
-                 statement_timeout: int | None = None, reason: str | None = None) -> None:
+                 statement_timeout: int | None = None, reason: str | None = None,
+                 isolation_level: str | None = None) -> None:
         if not name or not name.strip():
             raise ValueError("a cron job needs a name")
         self.fn, self.name, self.lock, self.retries = fn, name, lock, retries
         self.backoff, self.max_backoff = backoff, max_backoff
         self.statement_timeout, self.reason = statement_timeout, reason
+        self.isolation_level = config.isolation_level(isolation_level,
+                                                      "cron.job(isolation_level=...)")
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args: Any, **kwargs: Any) -> NoReturn:
@@ -131,7 +134,8 @@ class Job:
         database.init_db(settings, **overrides)
 
     def _attempt(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        with unit_of_work(actor=f"cron:{self.name}", reason=self.reason):
+        with unit_of_work(actor=f"cron:{self.name}", reason=self.reason,
+                          isolation_level=self.isolation_level):
             if self.lock:
                 taken = database.db.execute_sql("SELECT pg_try_advisory_xact_lock(%s)",
                                                 (lock_key(self.name),)).fetchone()[0]
@@ -145,7 +149,8 @@ def job(name: str, **options: Any) -> Callable[[Callable[..., object]], Job]:
 
     Options: ``lock`` (default True), ``retries`` (3), ``backoff`` (0.5 s, doubled each
     attempt, full jitter), ``max_backoff`` (30 s), ``statement_timeout`` (ms; default from
-    ``DB_STATEMENT_TIMEOUT``), ``reason`` (the audit reason of the job's writes).
+    ``DB_STATEMENT_TIMEOUT``), ``reason`` (the audit reason of the job's writes),
+    ``isolation_level`` (e.g. ``"serializable"``: a serialization failure is retried).
     """
     return lambda fn: Job(fn, name, **options)
 

@@ -161,14 +161,17 @@ class MonpsDatabase(PooledPostgresqlDatabase):
         meaning and defaults (every connection kept idle, ``timeout=None`` fails at once,
         ``timeout=0`` waits forever), and configures the database completely, as
         :func:`init_db` does; ``database`` may also be a ``postgresql://`` URL.
-        ``db.init(None)`` closes every connection and leaves the database unconfigured."""
+        A call on a configured database is merged into its settings, as peewee merges
+        ``init()`` into its connection parameters: ``db.init(name, max_connections=50)``
+        keeps the host, user and password. ``db.init(None)`` closes every connection and
+        leaves the database unconfigured, forgetting its parameters."""
         if database is None:
             if self.settings is not None:
                 self.close_all()
             super().init(None)
             self.settings = None
             return
-        self.configure(config.from_init_params(database, **params))
+        self.configure(config.from_init_params(database, self.settings, **params))
 
     def configure(self, settings: config.Settings) -> None:
         """(Re)bind to ``settings``: every pooled connection of the old configuration is closed."""
@@ -376,9 +379,17 @@ class MonpsDatabase(PooledPostgresqlDatabase):
         if error is not None:
             raise error from exc
 
-    def begin(self, *args, **kwargs):
+    def begin(self, isolation_level=None):
+        # The level goes in each BEGIN (peewee's way on autocommit connections), never into
+        # session state, which a transaction-mode pooler would hand to other clients.
         try:
-            super().begin(*args, **kwargs)
+            level = config.isolation_level(isolation_level, "atomic(isolation_level=...)")
+        except ValueError as exc:
+            raise errors.InvalidInput(str(exc)) from None
+        if level is None and self.settings is not None:
+            level = self.settings.isolation_level
+        try:
+            super().begin(level)
             settings = self.settings
             if settings is not None and settings.pooler != "none" and settings.statement_timeout:
                 # Behind a transaction-mode pooler: the timeout for this transaction only.

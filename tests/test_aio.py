@@ -535,3 +535,40 @@ def test_a_connection_older_than_pool_recycle_is_replaced_on_checkout(pg, db):
     assert status["recycled"] == 1
     assert first not in [pid for (pid,) in pg.sql(
         "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (TEST_APP_NAME,))]
+
+
+# -- isolation levels --------------------------------------------------------------------------
+
+
+async def _isolation(adb):
+    cursor = await adb.aexecute_sql("SHOW transaction_isolation")
+    return cursor.fetchone()[0]
+
+
+def test_an_async_unit_of_work_begins_at_the_isolation_level_it_names(pg, db):
+    async def scenario():
+        seen = []
+        async with aio.unit_of_work(isolation_level="serializable"):
+            async with aio.connection() as adb:
+                seen.append(await _isolation(adb))
+                with pytest.raises(errors.InvalidInput, match="outermost"):
+                    async with aio.unit_of_work(isolation_level="read committed"):
+                        pass
+        async with aio.unit_of_work():
+            async with aio.connection() as adb:
+                seen.append(await _isolation(adb))
+        with pytest.raises(errors.InvalidInput, match="unknown isolation level 'chaos'"):
+            async with aio.unit_of_work(isolation_level="chaos"):
+                pass
+        return seen
+
+    assert run_async(pg, scenario) == ["serializable", "read committed"]
+
+
+def test_the_settings_isolation_level_is_every_async_transactions_default(pg, db):
+    async def scenario():
+        async with aio.unit_of_work():
+            async with aio.connection() as adb:
+                return await _isolation(adb)
+
+    assert run_async(pg, scenario, isolation_level="REPEATABLE READ") == "repeatable read"

@@ -178,3 +178,46 @@ def test_the_web_dependency_returns_its_connection_however_the_request_ends(db):
     with pytest.raises(KeyError):
         failing.throw(KeyError("handler failed"))
     assert monps_store.pool_status()["in_use"] == 0
+
+
+SERIALIZABLE_JOB = textwrap.dedent("""
+    import os, pathlib, time
+    from monps_store import cron, db
+    from monps_store.models import TeamQuantumDNA
+    from monps_store.repositories import crud
+
+    NAME, OTHER = os.environ["NAME"], os.environ["OTHER"]
+    FLAGS = pathlib.Path(os.environ["FLAGS"])
+
+    @cron.job(f"serializable-{NAME}", backoff=0.05, isolation_level="serializable")
+    def main():
+        teams = db.execute_sql("SELECT count(*) FROM quantum.team_quantum_dna").fetchone()[0]
+        (FLAGS / NAME).touch()
+        deadline = time.monotonic() + 20
+        while not (FLAGS / OTHER).exists() and time.monotonic() < deadline:
+            time.sleep(0.02)  # both have read before either writes: write skew
+        crud.create(TeamQuantumDNA, team_name=f"{NAME} after {teams}", league="L")
+
+    main()
+""")
+
+
+def test_two_conflicting_serializable_jobs_both_end_committed(pg, db, tmp_path):
+    script = tmp_path / "serializable_job.py"
+    script.write_text(SERIALIZABLE_JOB)
+    runs = [start(pg, script, "-", tmp_path / "unused", NAME=name, OTHER=other,
+                  FLAGS=str(tmp_path)) for name, other in (("a", "b"), ("b", "a"))]
+    (code_a, log_a), (code_b, log_b) = [finish(run) for run in runs]
+    assert (code_a, code_b) == (0, 0), (log_a, log_b)
+    retried = [line for line in log_a + log_b if "could not serialize access" in line]
+    assert len(retried) == 1, (log_a, log_b)
+    # The retried job read the other's row: what a serial order of the two would have given.
+    assert sorted(name for (name,) in pg.sql(
+        "SELECT team_name FROM quantum.team_quantum_dna")) in (
+            ["a after 0", "b after 1"], ["a after 1", "b after 0"])
+
+
+def test_a_job_with_an_unknown_isolation_level_is_refused_when_declared():
+    with pytest.raises(ValueError, match="cron.job\\(isolation_level=...\\): unknown isolation "
+                                         "level 'fast'"):
+        cron.job("x", isolation_level="fast")(lambda: None)

@@ -48,6 +48,7 @@ def pair(pg, db, scratch):
         name, params = peewee_params(pg.url, **extra)
         plain = PooledPostgresqlDatabase(None)
         plain.init(name, **params)
+        monps_store.db.init(None)  # forget the test settings: start as new, as `plain` does
         monps_store.db.init(name, **params)
         made.append(plain)
         return plain, monps_store.db
@@ -488,8 +489,71 @@ def test_init_refuses_parameters_libpq_does_not_know(pg, db):
 
 def test_init_names_the_peewee_options_it_does_not_take(pg, db):
     name, params = peewee_params(pg.url)
-    with pytest.raises(errors.ConfigError, match="isolation_level: a peewee option"):
-        monps_store.db.init(name, isolation_level="SERIALIZABLE", **params)
+    with pytest.raises(errors.ConfigError, match="encoding: a peewee option"):
+        monps_store.db.init(name, encoding="LATIN1", **params)
+
+
+def test_init_again_merges_into_the_parameters_it_had_as_peewee_does(pg, pair):
+    name, _params = peewee_params(pg.url)
+    for database in pair():
+        database.init(name, max_connections=3, stale_timeout=60)  # host, user, port: kept
+        with database.connection_context():
+            assert database.execute_sql("SELECT 1").fetchone() == (1,)
+        assert (database._max_connections, database._stale_timeout) == (3, 60)
+    settings = monps_store.db.settings
+    assert (settings.pool_size, settings.max_overflow, settings.pool_recycle) == (3, 0, 60)
+
+
+def test_init_after_init_db_keeps_the_environments_connection_and_pool(pg, db):
+    before = monps_store.db.settings
+    monps_store.db.init(before.database, timeout=7)
+    after = monps_store.db.settings
+    assert (after.host, after.port, after.user, after.pool_size, after.max_overflow) == (
+        before.host, before.port, before.user, before.pool_size, before.max_overflow)
+    assert after.pool_timeout == 7
+    assert monps_store.check_connection()
+
+
+def test_init_with_a_url_replaces_the_whole_connection(pg, db):
+    monps_store.db.init("monps", host="db.invalid", port=6543, sslmode="require")
+    monps_store.db.init(pg.url)
+    settings = monps_store.db.settings
+    assert ("sslmode", "require") not in settings.params and settings.host != "db.invalid"
+    assert monps_store.check_connection()
+
+
+def isolation(database):
+    with database.atomic():
+        return database.execute_sql("SHOW transaction_isolation").fetchone()[0]
+
+
+def test_init_with_an_isolation_level_begins_every_transaction_at_it_as_peewee_does(pg, pair):
+    name, params = peewee_params(pg.url)
+    for database in pair(isolation_level="SERIALIZABLE"):
+        assert isolation(database) == "serializable"
+        with database.atomic():  # a nested block is a savepoint of the same transaction
+            with database.atomic():
+                level = database.execute_sql("SHOW transaction_isolation").fetchone()[0]
+        assert level == "serializable"
+        assert database.execute_sql("SHOW transaction_isolation").fetchone()[0] == (
+            "read committed")  # outside a transaction: the session is untouched
+        database.init(name, isolation_level="REPEATABLE READ")
+        assert isolation(database) == "repeatable read"
+        database.init(name)  # peewee resets the level on every init()
+        assert isolation(database) == "read committed"
+
+
+def test_atomic_takes_an_isolation_level_as_peewee_does(pg, pair):
+    for database in pair():
+        with database.atomic(isolation_level="SERIALIZABLE"):
+            level = database.execute_sql("SHOW transaction_isolation").fetchone()[0]
+        assert level == "serializable"
+
+
+def test_init_refuses_an_unknown_isolation_level_naming_it(pg, db):
+    name, params = peewee_params(pg.url)
+    with pytest.raises(errors.ConfigError, match="unknown isolation level 'SNAPSHOT'"):
+        monps_store.db.init(name, isolation_level="SNAPSHOT", **params)
 
 
 def test_init_none_leaves_the_database_unconfigured(pg, db):

@@ -4,7 +4,7 @@ from another session."""
 import pytest
 
 import monps_store
-from monps_store.errors import NotFound
+from monps_store.errors import InvalidInput, NotFound
 from monps_store.models import TeamQuantumDNA
 from monps_store.repositories import crud, goalscorers, strategies, teams
 from tests.factories import add_scorer, add_strategy, add_team
@@ -94,3 +94,71 @@ class _nothing:
 
     def __exit__(self, *exc):
         return False
+
+
+# -- isolation levels --------------------------------------------------------------------------
+
+
+def transaction_isolation():
+    return monps_store.db.execute_sql("SHOW transaction_isolation").fetchone()[0]
+
+
+@pytest.mark.parametrize("given, shown", [("serializable", "serializable"),
+                                          ("REPEATABLE READ", "repeatable read"),
+                                          ("repeatable_read", "repeatable read"),
+                                          ("read committed", "read committed")])
+def test_a_unit_of_work_begins_at_the_isolation_level_it_names(db, given, shown):
+    with monps_store.unit_of_work(isolation_level=given):
+        assert transaction_isolation() == shown
+    with monps_store.unit_of_work():
+        assert transaction_isolation() == "read committed"  # the server's default again
+
+
+def test_a_nested_unit_of_work_cannot_choose_an_isolation_level(pg, db):
+    with monps_store.unit_of_work(isolation_level="serializable"):
+        add_team("Lyon")
+        with pytest.raises(InvalidInput, match="isolation_level='repeatable read'.*outermost"):
+            with monps_store.unit_of_work(isolation_level="repeatable read"):
+                add_team("Nice")
+        with monps_store.unit_of_work():  # a plain savepoint is fine
+            add_team("Nice")
+    assert team_names(pg) == ["Lyon", "Nice"]
+
+
+def test_an_unknown_isolation_level_is_refused_naming_it_before_anything_runs(pg, db):
+    with pytest.raises(InvalidInput, match="unknown isolation level 'snapshot'"):
+        with monps_store.unit_of_work(isolation_level="snapshot"):
+            add_team("Lyon")
+    assert team_names(pg) == []
+    assert monps_store.pool_status()["in_use"] == 0
+
+
+def test_two_serializable_units_that_conflict_end_with_one_serialization_failure(pg, db):
+    # Write skew: each reads the whole table, then inserts. READ COMMITTED lets both commit;
+    # SERIALIZABLE refuses one of them (SQLSTATE 40001), which is what a retry is for.
+    import threading
+
+    import peewee
+
+    both_read = threading.Barrier(2, timeout=10)
+    outcomes = []
+
+    def unit(name):
+        try:
+            with monps_store.unit_of_work(isolation_level="serializable"):
+                monps_store.db.execute_sql("SELECT count(*) FROM quantum.team_quantum_dna")
+                both_read.wait()
+                add_team(name)
+            outcomes.append("committed")
+        except peewee.DatabaseError as exc:
+            outcomes.append(getattr(exc.orig, "pgcode", None) if hasattr(exc, "orig") else exc)
+        finally:
+            monps_store.db.close()
+
+    threads = [threading.Thread(target=unit, args=(name,)) for name in ("Lyon", "Nice")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(map(str, outcomes)) == ["40001", "committed"]
+    assert len(team_names(pg)) == 1

@@ -33,7 +33,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from monps_store import audit, config, database, errors, translate
+from monps_store import audit, config, database, errors, translate, uow
 from monps_store.aio.pool import AsyncMonpsDatabase
 from monps_store.aio.replicas import Replicas
 
@@ -127,14 +127,16 @@ async def connection() -> AsyncIterator[AsyncMonpsDatabase]:
 
 
 @contextlib.asynccontextmanager
-async def unit_of_work(actor: str | None = None,
-                       reason: str | None = None) -> AsyncIterator[_Atomic]:
+async def unit_of_work(actor: str | None = None, reason: str | None = None,
+                       isolation_level: str | None = None) -> AsyncIterator[_Atomic]:
     """One transaction (a savepoint when nested) for this task, with ``actor``/``reason`` for
-    its writes; commits on a clean exit, rolls back on an exception or cancellation."""
+    its writes; commits on a clean exit, rolls back on an exception or cancellation.
+    ``isolation_level`` as :func:`monps_store.unit_of_work` takes it (outermost unit only)."""
     _check_task()
+    level = uow.check_isolation_level(isolation_level, _database().in_transaction())
     async with connection() as adb:
         with audit.audit_context(actor, reason):
-            async with adb.atomic() as transaction:
+            async with adb.atomic(isolation_level=level) as transaction:
                 token = _unit_task.set(asyncio.current_task())
                 try:
                     yield transaction

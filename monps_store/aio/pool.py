@@ -112,13 +112,27 @@ class _Connection(AsyncPostgresqlConnection):
 
 class _Atomic(AsyncPgAtomic):
     """pwasyncio's transaction, with lost connections handled as the sync pool does: on a dead
-    connection every statement and COMMIT raise ConnectionLost and the ROLLBACK is skipped."""
+    connection every statement and COMMIT raise ConnectionLost and the ROLLBACK is skipped.
+    Takes peewee's ``isolation_level`` (the outermost transaction's; the settings' by default)
+    besides asyncpg's own options."""
+
+    def __init__(self, db, *args, isolation_level=None, **kwargs):
+        try:
+            self.isolation_level = config.isolation_level(
+                isolation_level, "atomic(isolation_level=...)")
+        except ValueError as exc:
+            raise errors.InvalidInput(str(exc)) from None
+        super().__init__(db, *args, **kwargs)
 
     async def _abegin(self):
         conn = self.db._state.conn
         if conn is not None and conn.lost and self.db.in_transaction():
             raise self.db.lost_earlier()
         outermost = not self.db.in_transaction()
+        level = (self.isolation_level or self.db.settings.isolation_level) if outermost else None
+        if level and "isolation" not in self._begin_args[1]:
+            args, kwargs = self._begin_args
+            self._begin_args = args, {**kwargs, "isolation": level.lower().replace(" ", "_")}
         try:
             transaction = await super()._abegin()
             settings = self.db.settings
