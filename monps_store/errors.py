@@ -32,7 +32,8 @@ class ConfigError(MonpsStoreError):
     """
 
     def __init__(self, problems: Iterable[str],
-                 hint: str = "see .env.example for every variable") -> None:
+                 hint: str = "see .env.example for every variable; `monps-store "
+                             "env-example` prints it") -> None:
         self.problems = list(problems)
         lines = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"invalid configuration ({hint}):\n{lines}")
@@ -104,6 +105,12 @@ class AsyncBridgeRequired(MonpsStoreError, RuntimeError):
 class ReplicaWriteRefused(MonpsStoreError, peewee.InternalError):
     """A statement inside ``replica()`` tried to write; the scope is read-only (on a replica
     and on the primary serving in its place alike), so nothing was written."""
+
+
+class ReadOnlyServer(MonpsStoreError, peewee.InternalError):
+    """A write outside ``replica()`` refused because the session is read-only: the URL reaches
+    a standby (after a failover, say) or a database or role with
+    ``default_transaction_read_only``. Nothing was written; the message names the server."""
 
 
 class ForeignTaskError(MonpsStoreError, RuntimeError):

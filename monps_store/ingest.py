@@ -27,8 +27,9 @@ changed.
 
 Input rules (README, "Odds ingest and CLV settlement"): UTF-8, a header row, the ten columns in
 any order, no others; ``price`` a decimal > 1 with at most 3 decimal places (at most 7 digits
-before the point); times ISO 8601 with an offset (``Z`` allowed): a time without one is
-rejected, never guessed; text fields non-empty and free of NUL bytes. Strict mode (the default)
+before the point; zeros past the third place are padding: ``2.1000`` is ``2.100``); times
+ISO 8601 with an offset (``Z`` allowed): a time without one is rejected, never guessed; text
+fields non-empty and free of NUL bytes. Strict mode (the default)
 stops at the first bad row and writes nothing; the error names the line, the column and the
 value. ``skip_invalid=True`` loads the good rows and hands each bad one, with its reason, to
 ``rejects`` (a path or a writable text file, written as CSV).
@@ -54,7 +55,7 @@ from decimal import Decimal
 
 import psycopg2
 
-from monps_store import audit, errors, events, partitions
+from monps_store import audit, errors, events, partitions, translate
 from monps_store.database import advisory_lock_key, connection, db
 from monps_store.models import checks
 
@@ -73,7 +74,8 @@ _TEXT = tuple(i for i, c in enumerate(COLUMNS) if c not in ("price", "commence_t
 _PRICE_AT, _TIMES_AT = COLUMNS.index("price"), (COLUMNS.index("commence_time"),
                                                 COLUMNS.index("collected_at"))
 # ASCII digits only: Python's \d and float() accept other scripts' digits, PostgreSQL does not.
-_PRICE = re.compile(r"[0-9]{1,7}(\.[0-9]{1,3})?")
+# Zeros padding the 3 places change no value (2.1000 is 2.100); 15 places at most in all.
+_PRICE = re.compile(r"[0-9]{1,7}(\.[0-9]{1,3}0{0,12})?")
 _TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?"
                    r"(Z|[+-][0-9]{2}(:?[0-9]{2})?)")
 # NUL cannot be stored in text; lone surrogates are what undecodable bytes become (or come
@@ -564,7 +566,7 @@ def _load(producer: _Producer, progress) -> IngestReport:
     known_months: set = set()
     changed_matches: set[str] = set()  # of rows inserted or changed
     direct = True
-    with connection(), db.atomic(), _raw_cursor_errors_translated():
+    with connection(), db.atomic(), translate.raw_cursor_errors(db):
         _lock_odds_ingest()
         cursor = db.cursor()
         staged_before = False
@@ -638,18 +640,6 @@ def _stage_and_merge(cursor, text: str) -> tuple[int, int, list[str] | None]:
 
 
 _COPY_BLOCK = 1 << 20  # characters handed to the driver at a time
-
-
-@contextlib.contextmanager
-def _raw_cursor_errors_translated():
-    """Peewee never sees a raw cursor's errors: translate them as it would (a dead
-    connection becomes ConnectionLost, a timeout StatementTimeout, a refused value
-    InvalidInput)."""
-    try:
-        yield
-    except psycopg2.Error as exc:
-        db.raise_translated(exc)
-        raise
 
 
 def _lock_odds_ingest() -> None:

@@ -2,7 +2,8 @@
 
     from monps_store import partitions
     partitions.ensure_for([moment, ...])     # create the months these moments need
-    partitions.listing()                     # [Partition(name, start, end, rows, bytes), ...]
+    partitions.listing()                     # [Partition(name, start, end, estimated_rows,
+                                             #            bytes), ...]
     partitions.create_ahead(3)               # this month and the next 3
     partitions.drop_older(12)                # detach and drop months before the last 12
 
@@ -33,6 +34,8 @@ UTC = datetime.UTC
 
 Month = tuple[int, int]  # (year, month), UTC
 
+# The planner's row estimate (-1: never analysed or vacuumed), never a count(*): counting a
+# partition reads all of it (8 s for one loaded month).
 _LIST = """
 SELECT c.relname, c.reltuples::bigint,
        pg_total_relation_size(c.oid)
@@ -47,7 +50,7 @@ class Partition:
     name: str
     start: datetime.datetime | None   # None for a partition this package did not name
     end: datetime.datetime | None
-    rows: int                         # exact for a partition never analysed, else the estimate
+    estimated_rows: int | None        # the planner's estimate; None: never analysed
     bytes: int                        # table, indexes and TOAST
 
 
@@ -117,17 +120,16 @@ def ensure_for(moments: Iterable[datetime.datetime | None],
 
 
 def listing(database: peewee.Database | None = None) -> list[Partition]:
-    """Every partition of ``public.odds``, oldest month first."""
+    """Every partition of ``public.odds``, oldest month first: one catalog query, so rows are
+    the planner's estimates (exact after an ANALYZE of a small table), None for a partition
+    never analysed (``ANALYZE public.odds`` fills them in; autovacuum does so in time)."""
     database = database or _database.current()
     result = []
     for name, rows, size in database.execute_sql(_LIST).fetchall():
         month = _month_of_name(name)
         start = month_start(month) if month else None
         end = _month_end(month) if month else None
-        if rows < 0:  # never analysed: count it
-            (rows,) = database.execute_sql(
-                f'SELECT count(*) FROM public."{name}"').fetchone()  # noqa: S608 - a catalog name
-        result.append(Partition(name, start, end, rows, size))
+        result.append(Partition(name, start, end, rows if rows >= 0 else None, size))
     return sorted(result, key=lambda p: (p.start is None, p.start or p.name, p.name))
 
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, SupportsFloat
 
 import peewee
 
-from monps_store import database, errors
+from monps_store import database, errors, translate
 from monps_store.database import MonpsDatabase, db
 
 if TYPE_CHECKING:
@@ -174,7 +174,7 @@ def replica() -> Iterator[peewee.Database]:
     target = member.db if member is not None else db
     token = database._routed.set(target)
     try:
-        with database.connection(), target.atomic():
+        with translate.replica_scope(), database.connection(), target.atomic():
             target.execute_sql("SET TRANSACTION READ ONLY")
             yield target
     finally:

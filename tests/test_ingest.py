@@ -89,6 +89,26 @@ def test_rows_from_an_iterable_load_with_audit_columns(pg, db):
                   "FROM public.odds") == [("cron:odds", "cron:odds", "test load", True)]
 
 
+def test_a_price_padded_with_zeros_is_stored_as_the_same_price_and_one_that_rounds_is_not(
+        pg, db, tmp_path):
+    quoted = line(selection="draw", price="3.4").replace("Ligue 1", '"Ligue 1"')  # validate()
+    first = ingest.ingest_odds(write(tmp_path, line(price="2.1"), quoted,
+                                     line(selection="away", price="3.90000")))
+    assert (first.inserted, first.rejected) == (3, 0)
+    assert [str(price) for (price,) in pg.sql("SELECT price FROM public.odds ORDER BY "
+                                              "selection")] == ["3.900", "3.400", "2.100"]
+    again = ingest.ingest_odds(write(tmp_path, line(price="2.1000"), quoted.replace(
+        "3.4", "3.4000"), line(selection="away", price="3.9"), name="padded.csv"))
+    assert (again.inserted, again.updated, again.unchanged) == (0, 0, 3)
+    rows = [dict(zip(ingest.COLUMNS, line(price="2.10").split(","), strict=True))]
+    assert ingest.ingest_odds(rows).unchanged == 1
+    for rounds in (line(price="2.1001"), quoted.replace("3.4", "3.4001")):
+        with pytest.raises(InvalidInput, match=r"line 2, column price: is not a decimal with "
+                                               r"at most 3 decimal places \(value '[0-9.]+'\)"):
+            ingest.ingest_odds(write(tmp_path, rounds, name="rounds.csv"))
+    assert count(pg) == 3
+
+
 BAD_ROWS = [
     (line(price="1.000"), "column price: must be greater than 1 (value '1.000')"),
     (line(price="0.5"), "column price: must be greater than 1 (value '0.5')"),

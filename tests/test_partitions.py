@@ -16,7 +16,7 @@ import psycopg2
 import pytest
 
 import monps_store
-from monps_store import config, drift, ingest, partitions
+from monps_store import config, drift, ingest, partitions, testing
 from monps_store.migrate import Migrations
 from monps_store.models import ALL_MODELS, Odds
 from monps_store.repositories import clv, odds
@@ -197,9 +197,10 @@ def test_retention_drops_exactly_the_months_before_the_kept_ones(db, pg):
         "r3", "r4", "r5", "r6"]
     with monps_store.connection() as database, database.atomic():  # the last month of all
         partitions.ensure({(9999, 12)})
+    pg.sql("ANALYZE public.odds")  # the listing's rows are the planner's estimates
     listed = {p.name: p for p in partitions.listing()}
     assert listed["odds_y9999m12"].end == datetime.datetime.max.replace(tzinfo=UTC)
-    assert listed["odds_y2040m03"].rows == 1 and listed["odds_y2040m03"].bytes > 0
+    assert listed["odds_y2040m03"].estimated_rows == 1 and listed["odds_y2040m03"].bytes > 0
     assert listed["odds_y2040m03"].start == at("2040-03-01T00:00")
     assert listed["odds_y2040m03"].end == at("2040-04-01T00:00")
     with pytest.raises(monps_store.errors.InvalidInput, match="retain must be"):
@@ -214,6 +215,7 @@ def test_the_partitions_command_lists_creates_ahead_and_refuses_to_drop_without_
         return subprocess.run([sys.executable, "-m", "monps_store", "partitions", *args],
                               env=env, capture_output=True, text=True, timeout=120)
 
+    pg.sql("ANALYZE public.odds")  # the listing's rows are the planner's estimates
     listed = cli()
     assert listed.returncode == 0, listed.stderr
     assert any(line.startswith("odds_y2020m01") and " 1 " in f" {line} "
@@ -235,8 +237,47 @@ def test_the_partitions_command_lists_creates_ahead_and_refuses_to_drop_without_
     assert pg.sql("SELECT count(*) FROM public.odds WHERE match_id = 'old'") == [(0,)]
     as_json = cli("--json")
     assert as_json.returncode == 0
-    assert all({"name", "start", "end", "rows", "bytes"} <= set(p)
+    assert all({"name", "start", "end", "estimated_rows", "bytes"} <= set(p)
                for p in json.loads(as_json.stdout))
+
+
+def test_the_listing_counts_no_rows_and_gives_the_planners_estimate_or_none(db, pg):
+    """A count(*) per partition never analysed took 8 s after a load: the listing reads the
+    catalog only, and a partition the planner knows nothing about has no row figure."""
+    for n in range(7):
+        add_odds(collected_at=at("2039-05-10T00:00") + datetime.timedelta(hours=n),
+                 match_id=f"e{n}")
+    with testing.query_count() as queries, monps_store.connection():
+        before = {p.name: p for p in partitions.listing()}
+    assert queries.count == 1 and "count(" not in queries.statements[0].lower(), \
+        queries.statements
+    assert before["odds_y2039m05"].estimated_rows is None  # never analysed: not a guess
+    pg.sql("ANALYZE public.odds")  # reaches every partition
+    with monps_store.connection():
+        after = {p.name: p for p in partitions.listing()}
+    assert after["odds_y2039m05"].estimated_rows == 7
+
+
+def test_the_partitions_command_labels_rows_as_estimates_and_unknown_before_analyze(db, pg):
+    add_odds(collected_at=at("2038-07-10T00:00"), match_id="est")
+    env = {"PATH": os.environ.get("PATH", ""), "DATABASE_URL": pg.url}
+
+    def cli(*args):
+        result = subprocess.run([sys.executable, "-m", "monps_store", "partitions", *args],
+                                env=env, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    text = cli()
+    assert "rows (est.)" in text.splitlines()[0], text
+    line = next(line for line in text.splitlines() if line.startswith("odds_y2038m07"))
+    assert "unknown" in line, text
+    assert "ANALYZE" in text.splitlines()[-1], text
+    entry = next(p for p in json.loads(cli("--json")) if p["name"] == "odds_y2038m07")
+    assert entry["estimated_rows"] is None and "rows" not in entry
+    pg.sql("ANALYZE public.odds")
+    entry = next(p for p in json.loads(cli("--json")) if p["name"] == "odds_y2038m07")
+    assert entry["estimated_rows"] == 1
 
 
 # -- the time-series reads ---------------------------------------------------------------------

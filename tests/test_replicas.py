@@ -9,6 +9,7 @@ import logging
 import re
 import time
 
+import peewee
 import pytest
 
 import monps_store
@@ -272,3 +273,78 @@ def test_async_reads_fall_back_to_the_primary_when_the_replica_is_stopped(pair, 
         return served, aio.pool_status()["replicas"][0]["state"]
 
     assert run_on_replicas(pair, scenario) == (False, "unreachable")
+
+
+# -- a read-only server outside replica() ------------------------------------------------------
+
+
+def write_outside_replica(url: str, api: str) -> Exception:
+    """The error a write raises on ``url`` outside any replica() scope, sync or async."""
+    probe = "CREATE TABLE public.monps_write_probe (i int)"
+    if api == "sync":
+        monps_store.init_db(url=url, pool_timeout=5, connect_timeout=2)
+        try:
+            with pytest.raises(Exception) as raised, monps_store.connection():
+                monps_store.db.execute_sql(probe)
+        finally:
+            monps_store.close_db()
+        return raised.value
+
+    async def main():
+        await aio.init_db(url=url, pool_timeout=5, connect_timeout=2)
+        try:
+            with pytest.raises(Exception) as raised:
+                await aio.run(lambda: database.current().execute_sql(probe))
+            return raised.value
+        finally:
+            await aio.close_db()
+
+    return asyncio.run(main())
+
+
+@pytest.fixture
+def read_only_session(pg, empty_database):
+    """A database whose sessions are read-only (default_transaction_read_only = on)."""
+    name = empty_database.partition("?")[0].rsplit("/", 1)[1]
+    pg.sql(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+    return empty_database
+
+
+@pytest.mark.parametrize("api", ["sync", "async"])
+@pytest.mark.parametrize("server", ["read-only session", "standby"])
+def test_a_write_on_a_read_only_server_outside_replica_names_the_server_not_replica(
+        request, server, api):
+    url = (request.getfixturevalue("read_only_session") if server == "read-only session"
+           else request.getfixturevalue("pair").standby_url)
+    error = write_outside_replica(url, api)
+    message = str(error)
+    assert "replica()" not in message, message
+    assert f"the server at {config.from_url(url).display_url} is read-only" in message, message
+    assert "nothing was written" in message
+    assert "DATABASE_URL" in message and "target_session_attrs=read-write" in message
+    assert isinstance(error, errors.ReadOnlyServer) and isinstance(error, peewee.InternalError)
+    assert not isinstance(error, errors.ReplicaWriteRefused)
+
+
+@pytest.mark.parametrize("api", ["sync", "async"])
+def test_a_write_inside_replica_on_the_primary_keeps_the_replica_message(pg, db, api):
+    """No replicas configured: the primary serves the scope, read-only."""
+    create = (crud.create, TeamQuantumDNA)
+
+    async def main():
+        await aio.init_db(url=pg.url, pool_timeout=5)
+        try:
+            async with aio.replica():
+                await aio.run(*create, team_name="No", league="L")
+        finally:
+            await aio.close_db()
+
+    with pytest.raises(errors.ReplicaWriteRefused) as raised:
+        if api == "sync":
+            with monps_store.replica():
+                create[0](create[1], team_name="No", league="L")
+        else:
+            asyncio.run(main())
+    assert str(raised.value).startswith("a write inside replica(), which is read-only ("), \
+        str(raised.value)
+    assert pg.sql("SELECT count(*) FROM quantum.team_quantum_dna") == [(0,)]

@@ -367,3 +367,88 @@ def test_the_cli_killed_mid_copy_prints_one_error_line_and_writes_nothing(pg, db
     assert killed_in_copy >= 1
     figures.add("faults: CLI ingest killed mid-COPY", trials=killed_in_copy,
                 backends_killed=killed_in_copy, tracebacks_printed=0, rows_written=0)
+
+
+# -- server errors the package does not translate --------------------------------------------
+
+
+def _lock_timeout_url(pg) -> str:
+    return pg.url + ("&" if "?" in pg.url else "?") + "options=-c%20lock_timeout%3D300"
+
+
+@pytest.mark.parametrize("step", ["copy", "merge", "partition"])
+def test_a_server_error_in_any_step_of_an_ingest_is_raised_as_crud_raises_it(pg, db, tmp_path,
+                                                                              figures, step):
+    """A lock timeout (55P03, which the package does not translate) in the COPY, in the merge
+    of a chunk that meets stored keys, or in creating a month partition: the caller gets what
+    crud raises for the same failure, peewee's OperationalError with the server's message and
+    the driver's error chained; nothing is written."""
+    import peewee
+    import psycopg2.errors
+
+    from monps_store.models import Odds
+
+    path = tmp_path / "odds.csv"
+    rows = odds_rows(21, range(100, 102))  # March 2026 only
+    write_odds_csv(path, rows)
+    if step == "merge":
+        ingest.ingest_odds(path)  # stored already: the chunk meets stored keys
+        write_odds_csv(path, odds_rows(21, range(100, 102), price_shift=0.5))
+    elif step == "copy":
+        pg.sql("SELECT public.monps_odds_partition('2026-03-01T00:00Z')")
+    else:
+        pg.sql("DROP TABLE IF EXISTS public.odds_y2026m03")
+    before = pg.sql(ODDS_STATE)
+    monps_store.init_db(url=_lock_timeout_url(pg), application_name=TEST_APP_NAME)
+    holder = pg.admin()
+    holder.autocommit = False
+    try:
+        with holder.cursor() as cur:
+            if step == "merge":  # the COPY meets a stored key at once; the merge waits
+                cur.execute("SELECT 1 FROM public.odds FOR UPDATE")
+            else:
+                cur.execute("LOCK TABLE public.odds IN ACCESS EXCLUSIVE MODE")
+        with pytest.raises(peewee.DatabaseError) as raised:
+            ingest.ingest_odds(path)
+        with pytest.raises(peewee.DatabaseError) as by_crud, monps_store.connection():
+            if step == "merge":
+                crud.update(crud.get_all(Odds, limit=1)[0], price=Decimal("9.000"))
+            else:
+                fields = dict(zip(ingest.COLUMNS, rows[0], strict=True))
+                crud.create(Odds, **fields | {
+                    "price": Decimal(fields["price"]),
+                    "commence_time": datetime.datetime.fromisoformat(fields["commence_time"]),
+                    "collected_at": datetime.datetime.fromisoformat(fields["collected_at"])})
+    finally:
+        holder.rollback()
+        holder.close()
+    error = raised.value
+    assert type(error) is type(by_crud.value) is peewee.OperationalError
+    assert not isinstance(error, errors.MonpsStoreError)
+    assert isinstance(error.orig, psycopg2.errors.LockNotAvailable)
+    assert error.orig in (error.__cause__, error.__context__)
+    assert str(error).startswith("canceling statement due to lock timeout"), str(error)
+    assert pg.sql(ODDS_STATE) == before
+    assert pool_is_clean()
+    figures.add("faults: untranslated server error in an ingest", trials=1, rows_written=0)
+
+
+def test_the_cli_prints_one_error_line_for_a_server_error_in_the_copy(pg, db, tmp_path):
+    path = tmp_path / "odds.csv"
+    write_odds_csv(path, odds_rows(22, range(100, 102)))
+    pg.sql("SELECT public.monps_odds_partition('2026-03-01T00:00Z')")
+    env = {"PATH": os.environ.get("PATH", ""), "DATABASE_URL": _lock_timeout_url(pg)}
+    holder = pg.admin()
+    holder.autocommit = False
+    try:
+        with holder.cursor() as cur:
+            cur.execute("LOCK TABLE public.odds IN ACCESS EXCLUSIVE MODE")
+        result = subprocess.run([sys.executable, "-m", "monps_store", "ingest", "odds",
+                                 str(path)], env=env, text=True, capture_output=True,
+                                cwd=tmp_path, timeout=120)
+    finally:
+        holder.rollback()
+        holder.close()
+    assert result.returncode == 1
+    assert result.stderr == "error: database error: canceling statement due to lock timeout\n"
+    assert pg.sql("SELECT count(*) FROM public.odds") == [(0,)]

@@ -97,6 +97,9 @@ BAD_MOMENTS = st.one_of(
 VALID_PRICES = st.decimals(Decimal("1.001"), Decimal("9999999.999"), places=3)
 TOO_MANY_PLACES = st.decimals(Decimal("1.0001"), Decimal("999"), places=5).filter(
     lambda d: d != d.quantize(Decimal("0.001")))
+# Feeds pad prices with zeros: "2.1000" is 2.100 exactly, so it is a valid price.
+PADDED_PRICES = st.builds(lambda d, zeros: format(d, "f") + "0" * zeros, VALID_PRICES,
+                          st.integers(1, 4))
 BAD_PRICES = st.one_of(
     TOO_MANY_PLACES, st.sampled_from([Decimal("NaN"), Decimal("Infinity"), Decimal("-Infinity"),
                                       Decimal("sNaN"), Decimal(10**7), Decimal(10**30),
@@ -128,7 +131,8 @@ def csv_time(hostile=True):
 
 def csv_price(hostile=True):
     valid = st.one_of(VALID_PRICES.map(lambda d: format(d, "f")),
-                      st.integers(2, 9_999_999).map(str)).map(lambda v: (v, True))
+                      st.integers(2, 9_999_999).map(str),
+                      PADDED_PRICES).map(lambda v: (v, True))
     if not hostile:
         return valid
     bad = st.one_of(
@@ -378,6 +382,37 @@ def fast_path_verdicts(lines, bad_of) -> set[str]:
         assert verdict[1] == text.rstrip("\r\n") + "\n" and verdict[3] == fields[0]
         assert ingest._key_of("prefix," + verdict[1], len("prefix,")) == key
     return taken
+
+
+ROUNDING_PRICES = st.builds(lambda d, zeros: str(d) + "0" * zeros, TOO_MANY_PLACES,
+                            st.integers(0, 3))
+
+
+@settings(HOSTILE, max_examples=100)
+@given(prices=st.lists(st.one_of(PADDED_PRICES.map(lambda v: (v, True)),
+                                 ROUNDING_PRICES.map(lambda v: (v, False))),
+                       min_size=1, max_size=10))
+def test_prices_padded_with_zeros_are_taken_and_prices_that_would_round_are_refused(
+        figures, prices):
+    """Both the fast path and validate() take "2.1000" (2.100 exactly) and refuse "2.1001"."""
+    base = dict(zip(ingest.COLUMNS, ["m1", "Ligue 1", "Lyon", "Nice", "pinnacle", "1x2", "home",
+                                     "2.100", "2026-11-28T20:00:00+01:00",
+                                     "2026-11-28T12:00:00Z"], strict=True))
+    lines, bad_of = [], {}
+    for price, exact in prices:
+        fields = list({**base, "price": price}.values())
+        text = ",".join(fields) + "\n"
+        lines.append(text)
+        bad_of[text] = set() if exact else {"price"}
+        if exact:
+            assert ingest._fast_path()(text, True) is not None, price
+            assert ingest.validate(fields)[0] == "m1"
+        else:
+            with pytest.raises(ingest._BadRow) as refused:
+                ingest.validate(fields)
+            assert refused.value.reason == "is not a decimal with at most 3 decimal places"
+    taken = fast_path_verdicts(lines, bad_of)
+    figures.add("hostile input: CSV fast path", examples=1, lines=len(lines), taken=len(taken))
 
 
 # -- (b) repositories: writes -----------------------------------------------------------------
