@@ -13,8 +13,9 @@ A result is kept per distinct arguments (bound to the signature, so ``f(5)`` and
 first), for at most ``ttl`` seconds. An event on one of its ``invalidate_on`` channels, from
 any process (``monps_store.events``), drops the function's results: all of them, or, for a
 channel mapped to an argument (``invalidate_on={"odds_changed": "match_id"}``), those for the
-values the event lists (``{"match_ids": [...]}``). Events reach the cache through one listener
-thread per process, started by the first cached call.
+values the event lists (``{"match_ids": [...]}``; compared as the event encodes them, so a
+``UUID``, ``Decimal``, date or int argument matches its string in the JSON). Events reach
+the cache through one listener thread per process, started by the first cached call.
 
 What it guarantees: once this process has received an event, no result read before the event
 is served again; a commit of this process that published an event drops the results at once.
@@ -34,6 +35,8 @@ from __future__ import annotations
 
 import atexit
 import collections
+import datetime
+import decimal
 import functools
 import inspect
 import logging
@@ -41,6 +44,7 @@ import os
 import pickle
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -118,10 +122,13 @@ class _Cached:
             logger.debug("%r: result not kept (cannot be pickled)", self, exc_info=True)
             return value
         expires = None if self.ttl is None else now + self.ttl
+        # What events name this result by, reduced once here rather than at every event.
+        forms = {argument: _forms(bound.arguments[argument]) or set()
+                 for argument in set(self.keyed.values())}
         with _lock:
             # Kept only if no event (and no lost connection) came while it was read.
             if _listener.snapshot(self.channels) == snapshot:
-                self.entries[key] = (blob, expires, bound.arguments)
+                self.entries[key] = (blob, expires, forms)
                 self.entries.move_to_end(key)
                 while len(self.entries) > self.maxsize:
                     self.entries.popitem(last=False)
@@ -133,15 +140,22 @@ class _Cached:
 
     def drop(self, channel: str, payload: object) -> int:
         """Drop the results an event on ``channel`` makes stale (under ``_lock``): those whose
-        keyed argument is among the payload's values, else all; returns how many."""
+        keyed argument matches one of the payload's values (see ``_forms``), else all;
+        returns how many."""
         argument = self.keyed.get(channel)
         values = payload.get(f"{argument}s") if argument and isinstance(payload, dict) else None
         if not isinstance(values, list):
             count = len(self.entries)
             self.entries.clear()
             return count
-        named = set(v for v in values if isinstance(v, (str, int)))
-        stale = [key for key, entry in self.entries.items() if entry[2][argument] in named]
+        named: set = set()
+        for value in values:
+            forms = _forms(value)
+            if forms is None:  # a value no argument compares with: drop them all
+                return self.drop(channel, None)
+            named |= forms
+        stale = [key for key, entry in self.entries.items()
+                 if not named.isdisjoint(entry[2][argument])]
         for key in stale:
             del self.entries[key]
         return len(stale)
@@ -149,6 +163,53 @@ class _Cached:
     def stats(self) -> dict:
         with _lock:
             return {"hits": self.hits, "misses": self.misses, "size": len(self.entries)}
+
+
+def _forms(value: object) -> set | None:
+    """The forms under which ``value``, an argument or a value an event lists, matches the
+    other side; None for one that cannot be compared (a list, an object). Events send JSON
+    (``events._json_default``: a UUID, Decimal, date or datetime arrives as its string), so
+    both sides are reduced alike and match when they share a form. When in doubt they match:
+    an extra drop costs a read, a missed one serves a stale result. Numbers match by value
+    (``1``, ``"1"``, ``Decimal("1.50")`` and ``"1.5"``); aware datetimes by instant, and every
+    datetime also by wall-clock time (a naive one cannot be placed in time)."""
+    if value is None or isinstance(value, bool):
+        return {value}  # JSON null, true, false as they come
+    if isinstance(value, str):
+        text = str.__str__(value)  # a str enum's own text, hashed as a str
+        forms: set = {text}
+        number = _number(text.strip())
+        if number is not None:
+            forms.add(number)
+        for parse in (uuid.UUID, datetime.date.fromisoformat, datetime.datetime.fromisoformat,
+                      datetime.time.fromisoformat):
+            try:
+                forms |= _forms(parse(text.strip())) or set()
+            except (ValueError, TypeError):
+                pass
+        return forms
+    if isinstance(value, (int, float, decimal.Decimal)):
+        number = _number(value)
+        return {str(value)} if number is None else {str(value), number}
+    if isinstance(value, uuid.UUID):
+        return {str(value)}
+    if isinstance(value, datetime.datetime):
+        return {value, ("wall clock", value.replace(tzinfo=None))}
+    if isinstance(value, (list, dict)):
+        return None
+    try:
+        return {value}
+    except TypeError:  # unhashable
+        return None
+
+
+def _number(value: str | int | float | decimal.Decimal) -> decimal.Decimal | None:
+    """``value`` as a finite Decimal (1.5 and 1.50 are equal and hash alike), or None."""
+    try:
+        number = decimal.Decimal(repr(value) if isinstance(value, float) else value)
+    except (ValueError, ArithmeticError):
+        return None
+    return number if number.is_finite() else None
 
 
 def cached(ttl: float | None = 300, invalidate_on: Iterable[str] | Mapping[str, str] = (),

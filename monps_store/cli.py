@@ -5,6 +5,7 @@
     monps-store migrate | rollback | status | history | create | stamp | reset
     monps-store ingest odds FILE | settle-clv | demo | partitions [--ahead N] [--retain M --yes]
     monps-store listen CHANNEL...         # events as JSON lines until interrupted
+    monps-store env-example > .env        # every variable, to fill in
 
 ``main(argv) -> int`` is the one entry point and the only place that loads settings. Expected
 failures become one line on stderr, ``error: ...``, and an exit code: 1 for a problem found,
@@ -41,9 +42,7 @@ class Context:
         """Load the settings (environment / .env, or the embedded server) and configure the db."""
         if self.settings is None:
             if self.embedded:
-                from monps_store import embedded
-
-                self.settings = config.from_url(embedded.start())
+                self.settings = config.from_url(_start_embedded())
             else:
                 self.settings = config.load_settings()
             database.init_db(self.settings)
@@ -66,7 +65,56 @@ def cli(ctx, embedded, verbose):
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     # pgserver narrates every step of starting a server at INFO: only asked for with -vvv.
     logging.getLogger("pgserver").setLevel(logging.DEBUG if verbose >= 3 else logging.WARNING)
+    if not verbose:
+        _held.install()
     ctx.obj = Context(embedded)
+
+
+class _HeldWarnings(logging.Filter):
+    """Below -v, the warnings of the connection pool wait for the command's outcome.
+
+    Written for a long-running service's log (a lost connection, a dead one discarded, a
+    saturated pool), in a command they come just before the ``error:`` line that says the same
+    thing once. So they are dropped when the command fails (it said why in its own words), and
+    shown at its end when it succeeds. -v shows them as they happen.
+    """
+
+    LOGGERS = ("monps_store.database",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR:
+            return True
+        self.records.append(record)
+        return False
+
+    def install(self) -> None:
+        for name in self.LOGGERS:
+            logging.getLogger(name).addFilter(self)
+
+    def release(self, show: bool) -> None:
+        """Stop holding; log what was held if ``show``."""
+        for name in self.LOGGERS:
+            logging.getLogger(name).removeFilter(self)
+        records, self.records = self.records, []
+        for record in records if show else ():
+            logging.getLogger(record.name).handle(record)
+
+
+_held = _HeldWarnings()
+
+
+def _start_embedded(keep_running: bool = False) -> str:
+    """Start (or reuse) the embedded server; creating a cluster (tens of MB on disk) is said."""
+    from monps_store import embedded
+
+    def creating(directory) -> None:
+        click.echo(f"creating a new development cluster in {directory}", err=True)
+
+    return embedded.start(keep_running=keep_running, on_create=creating)
 
 
 @cli.command()
@@ -338,9 +386,9 @@ def demo_command(obj, scale, seed, lock_timeout):
 @click.option("--json", "as_json", is_flag=True, help="Print the partitions as JSON.")
 @click.pass_obj
 def partitions_command(obj, ahead, retain, yes, as_json):
-    """List the month partitions of public.odds with their rows and size; create ahead; drop
-    old ones. Creating works with the application role; dropping needs the table's owner
-    (MIGRATION_DATABASE_URL when set)."""
+    """List the month partitions of public.odds with the planner's row estimates (counting
+    would read every row) and size; create ahead; drop old ones. Creating works with the
+    application role; dropping needs the table's owner (MIGRATION_DATABASE_URL when set)."""
     from monps_store import partitions
     from monps_store.migrate import connect
 
@@ -363,13 +411,21 @@ def partitions_command(obj, ahead, retain, yes, as_json):
         listed = partitions.listing()
     if as_json:
         click.echo(json.dumps([{"name": p.name, "start": p.start and p.start.isoformat(),
-                                "end": p.end and p.end.isoformat(), "rows": p.rows,
-                                "bytes": p.bytes} for p in listed], indent=2))
+                                "end": p.end and p.end.isoformat(),
+                                "estimated_rows": p.estimated_rows, "bytes": p.bytes}
+                               for p in listed], indent=2))
     elif ahead is None and retain is None:
+        click.echo(f"{'partition':<16} {'months':<24} {'rows (est.)':>12} {'size':>14}")
         for p in listed:
             span = (f"{p.start:%Y-%m-%d} .. {p.end:%Y-%m-%d}" if p.start else "(not monthly)")
-            click.echo(f"{p.name:<16} {span:<24} {p.rows:>12,} rows {p.bytes / 2**20:>10.1f} MiB")
-        click.echo(f"{len(listed)} partition(s), {sum(p.rows for p in listed):,} rows")
+            rows = "unknown" if p.estimated_rows is None else f"{p.estimated_rows:,}"
+            click.echo(f"{p.name:<16} {span:<24} {rows:>12} {p.bytes / 2**20:>10.1f} MiB")
+        known = [p.estimated_rows for p in listed if p.estimated_rows is not None]
+        summary = f"{len(listed)} partition(s), about {sum(known):,} rows (planner estimates)"
+        if len(known) < len(listed):
+            summary += (f"; {len(listed) - len(known)} never analysed, rows unknown: "
+                        "ANALYZE public.odds gives estimates")
+        click.echo(summary)
     return EXIT_OK
 
 
@@ -386,7 +442,7 @@ def embedded_start():
     from monps_store import embedded
 
     already = embedded.url()
-    uri = already or embedded.start(keep_running=True)
+    uri = already or _start_embedded(keep_running=True)
     click.echo(f"{'already running' if already else 'started'} in {embedded.data_dir()}",
                err=True)
     click.echo(uri)
@@ -410,7 +466,7 @@ def embedded_status():
 
     found = embedded.status()
     if found is None:
-        click.echo(f"not running: {embedded.data_dir()}")
+        click.echo(f"not running: {embedded.described()}")
         return EXIT_PROBLEM
     click.echo(f"running: {found['data_dir']} (pid {found['pid']}, since {found['started']})")
     click.echo(f"DATABASE_URL={found['url']}")
@@ -425,15 +481,24 @@ def embedded_url():
 
     found = embedded.url()
     if found is None:
-        click.echo(f"error: no embedded server runs in {embedded.data_dir()}; start one with "
-                   "`monps-store embedded start`", err=True)
+        click.echo(f"error: no embedded server runs in {embedded.described()}; start one "
+                   "with `monps-store embedded start`", err=True)
         return EXIT_PROBLEM
     click.echo(found)
     return EXIT_OK
 
 
+def _channel_names(ctx, param, values: tuple[str, ...]) -> tuple[str, ...]:
+    from monps_store.events import check_channel
+
+    try:
+        return tuple(check_channel(value) for value in values)
+    except errors.InvalidInput as exc:  # a usage error, told before connecting
+        raise click.BadParameter(str(exc)) from None
+
+
 @cli.command("listen")
-@click.argument("channels", nargs=-1, required=True)
+@click.argument("channels", nargs=-1, required=True, callback=_channel_names)
 @click.option("--timeout", type=click.FloatRange(min=0), metavar="SECONDS",
               help="Stop after this long without an event (default: run until interrupted).")
 @click.pass_obj
@@ -462,6 +527,17 @@ def listen_command(obj, channels, timeout):
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
+    return EXIT_OK
+
+
+@cli.command("env-example")
+def env_example():
+    """Print the example configuration: every variable the settings read, with its default
+    and meaning. Save it and fill it in: monps-store env-example > .env"""
+    from importlib import resources
+
+    text = resources.files("monps_store").joinpath("env.example").read_text(encoding="utf-8")
+    click.echo(text, nl=False)
     return EXIT_OK
 
 
@@ -627,6 +703,15 @@ def database_error(exc: BaseException) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default ``sys.argv[1:]``) and return the exit code."""
+    code = EXIT_PROBLEM
+    try:
+        code = _main(argv)
+    finally:
+        _held.release(show=code == EXIT_OK)
+    return code
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         result = cli.main(args=argv, prog_name="monps-store", standalone_mode=False)
     except click.exceptions.Abort:

@@ -386,7 +386,9 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file=".env") -> 
     """Read the settings from ``environ`` (default ``os.environ``), then ``env_file`` for
     variables the environment does not set (pass ``None`` to read no file).
 
-    Raises ConfigError naming every missing or invalid variable at once.
+    Raises ConfigError naming every missing or invalid variable at once. A blank URL variable
+    counts as unset (``.env.example`` ships them blank), except that a blank ``DATABASE_URL``
+    in the environment with the DB_* variables incomplete is reported as the problem.
     """
     # environs pulls in marshmallow (~0.2 s): imported here, never at package import.
     from dotenv import dotenv_values
@@ -429,6 +431,11 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file=".env") -> 
     migration_url = env.str("MIGRATION_DATABASE_URL", None)
     listen_url = env.str("DATABASE_LISTEN_URL", None)
     user, password, name = (env.str(v, None) for v in ("DB_USER", "DB_PASSWORD", "DB_NAME"))
+    # Set empty in the environment with no DB_* to fall back on, it is a mistake, most likely
+    # a `$(...)` that printed nothing: say so rather than complain about variables nobody
+    # meant to set.
+    from_environment = source.get("DATABASE_URL")
+    empty_url = from_environment is not None and not from_environment.strip()
 
     problems = []
     try:
@@ -437,7 +444,12 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file=".env") -> 
         for var, messages in getattr(exc, "error_messages", {}).items():
             problems.append(f"{var}: {' '.join(str(m) for m in messages)}")
 
-    if url is not None:
+    parts_complete = all(v is not None and v.strip() for v in (user, name, password))
+    if empty_url and not parts_complete:
+        problems.append("DATABASE_URL: set but empty in the environment (a `$(...)` that "
+                        "printed nothing?); give it a URL, or `unset DATABASE_URL` and set the "
+                        "DB_* variables")
+    elif url is not None:
         try:
             values |= parse_url(url, "DATABASE_URL")
             values["source"] = "DATABASE_URL"
@@ -474,6 +486,7 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file=".env") -> 
     return with_replicas(settings, replica_urls) if replica_urls else settings
 
 
-# A blank URL in a .env copied from .env.example means "not set", not "invalid".
+# A blank URL in a .env copied from .env.example means "not set", not "invalid" (but a blank
+# DATABASE_URL in the environment is reported: see load_settings).
 _BLANK_IS_UNSET = {"DATABASE_URL", "MIGRATION_DATABASE_URL", "DATABASE_REPLICA_URLS",
                    "DATABASE_LISTEN_URL"}

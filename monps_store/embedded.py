@@ -19,6 +19,7 @@ import logging
 import os
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
@@ -38,6 +39,17 @@ def data_dir(path: str | os.PathLike | None = None) -> Path:
     """The data directory: ``path``, else ``$MONPS_EMBEDDED_DIR``, else ``./.monps/pgdata``."""
     chosen = path or os.environ.get("MONPS_EMBEDDED_DIR") or DEFAULT_DIR
     return Path(chosen).expanduser().resolve()
+
+
+def described(path: str | os.PathLike | None = None) -> str:
+    """The data directory and what chose it, for messages: the default depends on the working
+    directory, which is easy to miss when a command runs from another one."""
+    if path:
+        return str(data_dir(path))
+    if os.environ.get("MONPS_EMBEDDED_DIR"):
+        return f"{data_dir()} (from MONPS_EMBEDDED_DIR)"
+    return (f"{data_dir()} (./{DEFAULT_DIR.as_posix()} in the working directory; "
+            "MONPS_EMBEDDED_DIR chooses another)")
 
 
 def _pgserver() -> ModuleType:
@@ -88,15 +100,18 @@ def status(path: str | os.PathLike | None = None) -> dict | None:
             "started": info.start_time.isoformat(timespec="seconds")}
 
 
-def server(path: str | os.PathLike | None = None, *,
-           keep_running: bool = False) -> PostgresServer:
+def server(path: str | os.PathLike | None = None, *, keep_running: bool = False,
+           on_create: Callable[[Path], object] | None = None) -> PostgresServer:
     """The pgserver handle for the data directory, starting the server if needed. A server that
     was already running is left running when this process exits, whatever ``keep_running``:
-    only the process that started a server (without ``keep_running``) stops it."""
+    only the process that started a server (without ``keep_running``) stops it.
+    ``on_create(directory)`` is called first when a new cluster is about to be created there."""
     pgserver = _pgserver()
     directory = data_dir(path)
     directory.parent.mkdir(parents=True, exist_ok=True)
     reuse = _running_info(directory) is not None
+    if on_create is not None and not (directory / "PG_VERSION").is_file():
+        on_create(directory)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -109,11 +124,12 @@ def server(path: str | os.PathLike | None = None, *,
         ) from exc
 
 
-def start(path: str | os.PathLike | None = None, *, keep_running: bool = False) -> str:
+def start(path: str | os.PathLike | None = None, *, keep_running: bool = False,
+          on_create: Callable[[Path], object] | None = None) -> str:
     """Start (or reuse) the embedded server and return its URL (unix socket, no password).
     With ``keep_running`` it outlives this process (``monps-store embedded start``); stop it
-    with :func:`stop`."""
-    srv = server(path, keep_running=keep_running)
+    with :func:`stop`. ``on_create``: as for :func:`server`."""
+    srv = server(path, keep_running=keep_running, on_create=on_create)
     uri = srv.get_uri()
     logger.info("embedded PostgreSQL ready in %s", data_dir(path))
     return uri

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
 
 import monps_store
-from monps_store import cache, events
+from monps_store import cache, database, events
 from monps_store.errors import InvalidInput
 from monps_store.repositories import crud, odds, strategies, teams
 from tests.conftest import TEST_APP_NAME
@@ -288,3 +290,93 @@ def test_interrupt_wakes_a_listener_waiting_in_another_thread(db):
         with monps_store.unit_of_work():
             events.publish("demo_changed", {"still": "listening"})
         assert listener.next_event(2).payload == {"still": "listening"}
+
+
+# Keys of every type an event encodes as JSON: the column, the argument a caller passes, the
+# value a write publishes (what events send of it: a string for UUID, Decimal, date, datetime),
+# and another key whose result must stay cached.
+KEYS = {
+    "uuid": ("uuid", uuid.UUID(int=1), uuid.UUID(int=1), uuid.UUID(int=2)),
+    # Called with 1.5, written as 1.50: one number, whichever way it is spelled.
+    "decimal": ("numeric(6,2)", Decimal("1.5"), Decimal("1.50"), Decimal("2.5")),
+    "int": ("bigint", 1, "1", 2),  # a publisher that sends ids as text
+    "date": ("date", date(2026, 5, 1), date(2026, 5, 1), date(2026, 5, 2)),
+    # The same instant, written in UTC and asked for at +02:00.
+    "datetime": ("timestamptz", datetime(2026, 5, 1, 12, tzinfo=timezone(timedelta(hours=2))),
+                 datetime(2026, 5, 1, 10, tzinfo=UTC),
+                 datetime(2026, 5, 1, 11, tzinfo=UTC)),
+    "bool": ("boolean", True, True, False),
+    "none": ("text", None, None, "x"),
+}
+
+
+def as_text(value):
+    return None if value is None else str(value)
+
+
+@pytest.fixture
+def probe(db, pg):
+    """A table keyed by a column of the given type, and a function cached on its events
+    (``probe_changed``, mapped to its ``key`` argument)."""
+
+    def make(kind):
+        column, argument, written, other = KEYS[kind]
+        pg.sql(f"CREATE TABLE public.cache_probe (key {column}, label text)")
+        pg.sql("INSERT INTO public.cache_probe VALUES ((%s::text)::" + column + ", 'old'), "
+               "((%s::text)::" + column + ", 'other')", (as_text(argument), as_text(other)))
+        where = f"key IS NOT DISTINCT FROM (%s::text)::{column}"
+
+        @cache.cached(invalidate_on={"probe_changed": "key"})
+        def label(key):
+            cursor = database.current().execute_sql(
+                f"SELECT label FROM public.cache_probe WHERE {where}", (as_text(key),))
+            return cursor.fetchone()[0]
+
+        def write(key, text):  # a committed change, and its event
+            database.current().execute_sql(
+                f"UPDATE public.cache_probe SET label = %s WHERE {where}", (text, as_text(key)))
+            events.publish("probe_changed", {"keys": [key]})
+
+        wait_until_listening()
+        # Calls bypass the cache until the listener has taken up the new channel.
+        wait_for(lambda: label(argument) == "old" and label(other) == "other"
+                 and function_stats(label)["size"] == 2, timeout=10)
+        return label, write, where, (argument, written, other)
+
+    yield make
+    pg.sql("DROP TABLE IF EXISTS public.cache_probe")
+
+
+@pytest.mark.parametrize("kind", KEYS)
+def test_a_committed_change_drops_the_cached_result_for_a_key_of_every_type(probe, pg, kind):
+    label, write, where, (argument, written, other) = probe(kind)
+    with monps_store.unit_of_work():
+        write(written, "new")
+    assert function_stats(label)["size"] == 1  # the other key's result stays
+    assert label(argument) == "new"
+    hits = function_stats(label)["hits"]
+    assert label(other) == "other" and function_stats(label)["hits"] == hits + 1
+    # Committed by another session: the event reaches this process through its listener.
+    pg.sql(f"WITH changed AS (UPDATE public.cache_probe SET label = 'newer' WHERE {where} "
+           "RETURNING 1) SELECT pg_notify('probe_changed', %s) FROM changed",
+           (as_text(written), events.encode("probe_changed", {"keys": [written]})))
+    wait_for(lambda: label(argument) == "newer")
+
+
+@pytest.mark.parametrize("kind", KEYS)
+def test_through_the_async_api_a_committed_change_drops_the_cached_result_for_every_key_type(
+        probe, pg, kind):
+    from monps_store import aio
+    from tests.test_aio import run_async
+
+    label, write, where, (argument, written, other) = probe(kind)
+
+    async def scenario():
+        before = await aio.run(label, argument)
+        async with aio.unit_of_work():
+            await aio.run(write, written, "new")
+        return before, await aio.run(label, argument), await aio.run(label, other)
+
+    hits = function_stats(label)["hits"]
+    assert run_async(pg, scenario) == ("old", "new", "other")
+    assert function_stats(label)["hits"] == hits + 2  # served from the cache: before, other

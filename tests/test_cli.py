@@ -3,6 +3,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -58,6 +59,8 @@ def test_a_configuration_error_exits_two_and_names_every_variable(tmp_path):
     result = cli("check", env={"DB_PORT": "x"}, cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.startswith("error: invalid configuration (see .env.example")
+    # Installed with pip, there is no .env.example beside it: the CLI prints it.
+    assert "`monps-store env-example`" in result.stderr.splitlines()[0]
     for var in ("DB_PORT", "DB_USER", "DB_PASSWORD", "DB_NAME"):
         assert f"  - {var}:" in result.stderr
 
@@ -80,7 +83,11 @@ def test_embedded_migrate_then_check_on_a_local_server(tmp_path):
     fresh = cli("--embedded", "check", env=env, cwd=tmp_path)
     assert fresh.returncode == 1  # an empty database differs from the models
     assert "quantum.team_quantum_dna: table is in the models but missing" in fresh.stdout
+    # A new cluster (tens of MB) is never made silently; one that exists is just used.
+    assert fresh.stderr.splitlines() == [
+        f"creating a new development cluster in {tmp_path / 'pgdata'}"], fresh.stderr
     migrated = cli("--embedded", "migrate", env=env, cwd=tmp_path)
+    assert "creating" not in migrated.stderr
     assert migrated.stdout == ("applied 001_initial\napplied 002_column_defaults\n"
                                "applied 003_partition_odds\n"), migrated.stderr
     result = cli("--embedded", "check", env=env, cwd=tmp_path)
@@ -98,6 +105,63 @@ def test_embedded_without_pgserver_says_what_to_install(tmp_path):
     assert result.stderr.strip() == (
         "error: the embedded PostgreSQL needs the 'embedded' extra: pip install "
         "'monps-store[embedded]' (Python 3.11 or 3.12), or set DATABASE_URL to use your own server")
+
+
+def test_a_bad_channel_is_a_usage_error_before_any_connection(tmp_path):
+    result = cli("listen", "odds_changed", "Bad-Channel", cwd=tmp_path,
+                 env={"DATABASE_URL": "postgresql://app@127.0.0.1:1/monps"})  # no server there
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("error: Invalid value for 'CHANNELS...': ")
+    assert "'Bad-Channel'" in lines[0]
+    assert lines[1:] == ["Try 'monps-store listen -h' for help."]
+
+
+def test_a_lost_connection_reaches_the_user_as_one_error_line(pg, tables, tmp_path):
+    from monps_store.database import advisory_lock_key
+    from monps_store.ingest import COLUMNS
+
+    csv = tmp_path / "odds.csv"
+    csv.write_text(",".join(COLUMNS) + "\nm1,L,A,B,b,1x2,home,2.0,2026-12-01T20:00:00Z,"
+                   "2026-12-01T19:00:00Z\n")
+    env = {"DATABASE_URL": pg.url, "DB_APPLICATION_NAME": "cli_lost"}
+
+    def ingest_cut_off(*options):
+        """Run `ingest odds` while another ingest holds the lock; cut its session meanwhile."""
+        holder = pg.admin()
+        holder.autocommit = False
+        try:
+            holder.cursor().execute("SELECT pg_advisory_xact_lock(%s)",
+                                    (advisory_lock_key("monps_store.ingest:public.odds"),))
+            run = subprocess.Popen(
+                [sys.executable, "-m", "monps_store", *options, "ingest", "odds", str(csv)],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                env={"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp")}
+                | env)
+            deadline = time.monotonic() + 60
+            while not (waiting := pg.sql("SELECT pid FROM pg_stat_activity WHERE "
+                                         "application_name = 'cli_lost' AND wait_event_type "
+                                         "= 'Lock'")):
+                assert run.poll() is None and time.monotonic() < deadline, run.stderr.read()
+                time.sleep(0.05)
+            pg.terminate(waiting[0][0])
+            out, err = run.communicate(timeout=60)
+        finally:
+            holder.rollback()
+            holder.close()
+        assert run.returncode == 1 and out == ""
+        return err.splitlines()
+
+    assert ingest_cut_off() == [
+        "error: lost the database connection (server closed the connection unexpectedly); the "
+        "server rolled back the open transaction, if any. The dead connection is discarded: "
+        "retry the unit of work."]
+    # The library's warnings are still there, for a service's log and for -v.
+    verbose = ingest_cut_off("-v")
+    assert "WARNING monps_store.database: database connection lost: server closed the " \
+        "connection unexpectedly" in verbose
+    assert verbose[-1].startswith("error: lost the database connection")
+    assert pg.sql("SELECT count(*) FROM public.odds") == [(0,)]
 
 
 # -- the password never shows ----------------------------------------------------------------

@@ -59,6 +59,63 @@ def test_a_dev_server_started_once_serves_every_command_and_only_stop_ends_it(tm
         embedded.stop(tmp_path / "pgdata")
 
 
+def test_embedded_url_and_status_say_which_directory_they_looked_in_and_how_to_choose(
+        tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    url = cli("embedded", "url", cwd=elsewhere)  # not where the server was started
+    assert url.returncode == 1 and url.stdout == ""
+    status = cli("embedded", "status", cwd=elsewhere)
+    assert status.returncode == 1
+    for said in (url.stderr, status.stdout):
+        assert str(elsewhere / ".monps" / "pgdata") in said
+        assert "working directory" in said and "MONPS_EMBEDDED_DIR" in said
+    chosen = cli("embedded", "url", cwd=elsewhere,
+                 env={"MONPS_EMBEDDED_DIR": str(tmp_path / "dev")})
+    assert f"{tmp_path / 'dev'} (from MONPS_EMBEDDED_DIR)" in chosen.stderr
+
+
+def test_an_empty_database_url_in_the_environment_is_reported_as_empty():
+    # `export DATABASE_URL=$(monps-store embedded url)` where no server runs sets it empty.
+    result = cli("check", env={"DATABASE_URL": ""})
+    assert result.returncode == 2
+    assert "  - DATABASE_URL: set but empty in the environment" in result.stderr
+    assert "DB_USER" not in result.stderr and "DB_NAME" not in result.stderr
+    with pytest.raises(errors.ConfigError, match="DATABASE_URL: set but empty") as caught:
+        config.load_settings({"DATABASE_URL": " ", "DB_USER": "u"}, env_file=None)
+    assert caught.value.problems == [caught.value.problems[0]]  # only that one
+    # With complete DB_* variables to fall back on, a blank URL is "not set", as before.
+    assert config.load_settings({"DATABASE_URL": " ", "DB_USER": "u", "DB_PASSWORD": "pw",
+                                 "DB_NAME": "n"}, env_file=None).source == "DB_*"
+
+
+def test_a_blank_database_url_in_a_dotenv_copied_from_the_example_counts_as_unset(tmp_path):
+    dotenv = tmp_path / ".env"
+    dotenv.write_text(cli("env-example").stdout)
+    settings = config.load_settings({}, env_file=str(dotenv))
+    assert settings.source == "DB_*" and settings.user == "monps_app"
+
+
+def test_env_example_prints_the_shipped_example_with_every_variable_the_settings_read():
+    printed = cli("env-example")
+    assert printed.returncode == 0, printed.stderr
+    # One text: the repository's .env.example is the one the package ships.
+    assert printed.stdout == (ROOT / ".env.example").read_text(encoding="utf-8")
+
+    class Recording(dict):
+        def get(self, key, default=None):
+            asked.add(key)
+            return super().get(key, default)
+
+    asked: set[str] = set()
+    with pytest.raises(errors.ConfigError):
+        config.load_settings(Recording(), env_file=None)
+    assert "DB_POOL_SIZE" in asked and "DATABASE_URL" in asked  # really recorded
+    listed = {line.lstrip("# ").split("=", 1)[0] for line in printed.stdout.splitlines()
+              if "=" in line}
+    assert sorted(asked - listed) == []
+
+
 def test_the_harness_stops_its_server_even_after_a_restart_moved_the_postmaster(tmp_path):
     from pgserver._commands import pg_ctl
 
