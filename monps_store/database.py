@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
+import functools
 import hashlib
 import heapq
 import logging
 import threading
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +33,7 @@ import peewee
 import psycopg2
 import psycopg2.extensions
 from playhouse.pool import MaxConnectionsExceeded, PooledPostgresqlDatabase
+from playhouse.postgres_ext import FetchManyCursor
 
 from monps_store import config, errors
 from monps_store.translate import (
@@ -128,6 +131,8 @@ class MonpsDatabase(PooledPostgresqlDatabase):
     Configure it with :func:`init_db` or, in peewee's deferred-initialisation idiom, with
     ``db.init(name, **params)`` (see :meth:`init`).
     """
+
+    routes = False  # True for monps_store.db: the task's database inside aio.run()
 
     def __init__(self, database=None, *, thread_safe=True, autoconnect=True, field_types=None,
                  operations=None, **params):
@@ -341,10 +346,40 @@ class MonpsDatabase(PooledPostgresqlDatabase):
             if not self.autoconnect:
                 raise peewee.InterfaceError("Error, database connection not opened.")
             self.connect()
-        cursor = self._state.conn.cursor(cursor_factory=psycopg2.extensions.cursor)
+        if named_cursor:
+            cursor = self._server_side_cursor()
+        else:
+            cursor = self._state.conn.cursor(cursor_factory=psycopg2.extensions.cursor)
         for typecaster in _TYPECASTERS:  # cursor scope: the connection's own are untouched
             psycopg2.extensions.register_type(typecaster, cursor)
         return cursor
+
+    def _server_side_cursor(self):
+        # As peewee's postgres_ext makes it: psycopg2 refuses a named cursor on an autocommit
+        # connection unless it is WITH HOLD. Inside a transaction it stays an ordinary cursor
+        # of that transaction; outside one, the server keeps the result past the implicit
+        # commit, which a transaction-mode pooler may hand to another client.
+        settings = self.settings
+        if settings is not None and settings.pooler != "none" and not self.in_transaction():
+            raise errors.InvalidInput(
+                "a server-side cursor outside a transaction behind DB_POOLER=pgbouncer: the "
+                "pooler may send the next FETCH to another server connection. Read inside "
+                "a unit of work (crud.iterate() opens one)")
+        return self._state.conn.cursor(name=f"monps_{uuid.uuid4().hex}", withhold=True,
+                                       cursor_factory=psycopg2.extensions.cursor)
+
+    def execute_sql(self, sql, params=None, named_cursor=None):
+        """peewee's, and ``named_cursor=True`` reads the result through a server-side cursor
+        (``playhouse.postgres_ext.ServerSide`` asks for one)."""
+        if named_cursor:
+            return self._execute_cursor(sql, params, named_cursor=named_cursor)
+        return super().execute_sql(sql, params)
+
+    def execute(self, query, named_cursor=False, array_size=None, **context_options):
+        if not named_cursor:
+            return super().execute(query, **context_options)
+        sql, params = self.get_sql_context(**context_options).sql(query).query()
+        return FetchManyCursor(self.execute_sql(sql, params, named_cursor=True), array_size)
 
     def _reconnect(self):
         # peewee's close() forgets the thread's open connection contexts together with the
@@ -463,6 +498,17 @@ class MonpsDatabase(PooledPostgresqlDatabase):
     def savepoint(self):
         return _Savepoint(self)
 
+    def set_isolation_level(self, isolation_level):
+        """peewee's: the level of every transaction begun from now on (None: the server's)."""
+        if self.settings is None:
+            raise errors.NotInitialised(
+                "monps_store is not initialised: call monps_store.init_db() first")
+        try:
+            level = config.isolation_level(isolation_level, "set_isolation_level()")
+        except ValueError as exc:
+            raise errors.InvalidInput(str(exc)) from None
+        self.settings = dataclasses.replace(self.settings, isolation_level=level)
+
     def after_commit(self, fn):
         # On a lent legacy connection the commit is the legacy code's, out of peewee's
         # sight: a callback queued here would be dropped without a word.
@@ -474,7 +520,45 @@ class MonpsDatabase(PooledPostgresqlDatabase):
         return super().after_commit(fn)
 
 
+# -- monps_store.db inside aio.run() -----------------------------------------------------------
+# Peewee code written against ``monps_store.db`` (execute_sql, atomic, connection_context, ...)
+# runs unchanged in aio.run(): there each of these methods is the task's async database's,
+# on its connection and in its transaction. On the event loop's own thread outside aio.run(),
+# the ones that would do I/O refuse (AsyncBridgeRequired) instead of blocking the loop.
+_ROUTED_IO = (
+    "atomic", "batch_commit", "begin", "commit", "connect", "connection", "connection_context",
+    "create_tables", "cursor", "drop_tables", "execute", "execute_sql", "get_columns",
+    "get_foreign_keys", "get_indexes", "get_primary_keys", "get_tables", "get_views",
+    "manual_commit", "rollback", "savepoint", "sequence_exists", "session_commit",
+    "session_rollback", "session_start", "set_time_zone", "table_exists", "transaction",
+    "__enter__", "__exit__")
+_ROUTED_STATE = (
+    "after_commit", "close", "in_transaction", "is_closed", "is_connection_usable",
+    "last_insert_id", "pop_transaction", "push_transaction", "rows_affected",
+    "top_transaction", "transaction_depth")
+
+
+def _routed_method(name: str, io: bool) -> Callable:
+    own = getattr(MonpsDatabase, name)
+
+    @functools.wraps(own)
+    def method(self, *args, **kwargs):
+        if self.routes:
+            target = _routed.get()
+            if target is not None and target is not self:
+                return getattr(target, name)(*args, **kwargs)
+            if io and outside_bridge is not None:
+                outside_bridge()
+        return own(self, *args, **kwargs)
+
+    return method
+
+
+for _name in _ROUTED_IO + _ROUTED_STATE:
+    setattr(MonpsDatabase, _name, _routed_method(_name, _name in _ROUTED_IO))
+
 db = MonpsDatabase(None)
+db.routes = True  # the package's database only: other instances (replica pools) never route
 
 
 def init_db(settings: config.Settings | None = None, *, url: str | None = None,

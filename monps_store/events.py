@@ -119,14 +119,18 @@ def publish(channel: str, payload: object = None) -> None:
     """Queue an event in the current transaction: listeners receive it when the transaction
     commits, and never if it rolls back. Outside a unit of work (or ``atomic()``) it is
     refused, since there would be no commit to tie it to."""
-    _send(check_channel(channel), [encode(channel, payload)])
+    _send(check_channel(channel), [encode(channel, payload)], database.current())
 
 
 def publish_batched(channel: str, key: str, values: Iterable, **fixed: object) -> int:
     """Publish ``{key: [...values], **fixed}`` as as many events as it takes for each to fit
     one notification (in the order of ``values``); returns how many were queued (none for no
     values). Like :func:`publish`, inside a transaction only."""
-    check_channel(channel)
+    return _publish_batched(check_channel(channel), key, values, fixed, database.current())
+
+
+def _publish_batched(channel: str, key: str, values: Iterable, fixed: dict,
+                     db: peewee.Database) -> int:
     values = list(values)
     if not values:
         return 0
@@ -146,7 +150,7 @@ def publish_batched(channel: str, key: str, values: Iterable, **fixed: object) -
         batch.append(value)
         size += item
     texts.append(encode(channel, {key: batch, **fixed}))
-    _send(channel, texts)
+    _send(channel, texts, db)
     return len(texts)
 
 
@@ -167,7 +171,8 @@ def changes_field(model: type[BaseModel]) -> peewee.Field:
 def publish_changes(model: type[BaseModel], values: Iterable) -> int:
     """Publish ``<table>_changed`` for the written rows of ``model`` whose ``changes_field``
     values are ``values`` (each once, split to fit): ``{"table": "schema.table", "ids": [...]}``
-    (or ``"match_ids"``, ...). Returns how many events were queued."""
+    (or ``"match_ids"``, ...), in the transaction of the database the model writes through
+    (``bind_ctx()`` included). Returns how many events were queued."""
     channel = changes_channel(model)
     if channel is None:
         return 0
@@ -175,11 +180,10 @@ def publish_changes(model: type[BaseModel], values: Iterable) -> int:
     key = "ids" if field is model._meta.primary_key else f"{field.name}s"
     unique = list(dict.fromkeys(v._pk if hasattr(v, "_pk") else v for v in values))
     table = f"{model._meta.schema}.{model._meta.table_name}"
-    return publish_batched(channel, key, unique, table=table)
+    return _publish_batched(channel, key, unique, {"table": table}, model._meta.database)
 
 
-def _send(channel: str, texts: list[str]) -> None:
-    db = database.current()
+def _send(channel: str, texts: list[str], db: peewee.Database) -> None:
     if not db.in_transaction():
         raise errors.InvalidInput(
             f"events.publish({channel!r}) outside a unit of work: an event is sent when a "

@@ -572,3 +572,180 @@ def test_the_settings_isolation_level_is_every_async_transactions_default(pg, db
                 return await _isolation(adb)
 
     assert run_async(pg, scenario, isolation_level="REPEATABLE READ") == "repeatable read"
+
+
+# -- monps_store.db in the bridge ----------------------------------------------------------------
+
+
+def test_db_inside_aio_run_is_the_tasks_database_and_a_cancel_does_not_block_the_loop(pg, db):
+    ticks = []
+
+    async def ticker():
+        while True:
+            ticks.append(time.monotonic())
+            await asyncio.sleep(0.05)
+
+    async def slow_write():
+        async with aio.unit_of_work(actor="cancelled"):
+            await aio.run(crud.create, TeamQuantumDNA, team_name="Never", league="L")
+            await aio.run(lambda: monps_store.db.execute_sql("SELECT pg_sleep(5)"))
+
+    async def scenario():
+        tick = asyncio.create_task(ticker())
+        task = asyncio.create_task(slow_write())
+        await asyncio.sleep(0.5)
+        during = len(ticks)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        tick.cancel()
+        return during, aio.pool_status()
+
+    during, status = run_async(pg, scenario, pool_size=1, max_overflow=0)
+    assert during >= 5  # the loop kept running while the statement waited on the server
+    assert status["in_use"] == 0
+    assert rows(pg, "SELECT count(*) FROM quantum.team_quantum_dna") == [(0,)]  # rolled back
+
+
+def test_peewee_code_written_against_db_runs_in_the_tasks_transaction(pg, db):
+    def peewee_style(name):
+        with monps_store.db.connection_context():
+            with monps_store.db.atomic():  # a savepoint of the task's unit of work
+                monps_store.db.execute_sql(
+                    "INSERT INTO quantum.team_quantum_dna (team_name, league) VALUES (%s, 'L')",
+                    (name,))
+            return (monps_store.db.in_transaction(),
+                    monps_store.db.execute_sql("SELECT pg_backend_pid()").fetchone()[0])
+
+    async def scenario():
+        with pytest.raises(RuntimeError, match="undo"):
+            async with aio.unit_of_work() as unit:
+                in_transaction, pid = await aio.run(peewee_style, "Rolled back")
+                async with aio.connection() as adb:
+                    own = (await adb.aexecute_sql("SELECT pg_backend_pid()")).fetchone()[0]
+                assert (in_transaction, pid) == (True, own)
+                raise RuntimeError("undo the unit of work")
+        async with aio.unit_of_work():
+            await aio.run(peewee_style, "Kept")
+        del unit
+
+    run_async(pg, scenario)
+    assert rows(pg, "SELECT team_name FROM quantum.team_quantum_dna") == [("Kept",)]
+
+
+def test_db_in_the_bridge_needs_no_sync_init_and_serves_two_hundred_tasks(pg, db):
+    monps_store.close_db()
+    monps_store.db.init(None)  # an async-only application: the sync pool is never configured
+
+    async def one(n):
+        async with aio.unit_of_work():
+            return await aio.run(lambda: monps_store.db.execute_sql(
+                "SELECT %s::int", (n,)).fetchone()[0])
+
+    async def scenario():
+        return await asyncio.gather(*(one(n) for n in range(200))), aio.pool_status()
+
+    results, status = run_async(pg, scenario, pool_size=5, max_overflow=5, pool_timeout=30)
+    assert results == list(range(200))
+    assert (status["in_use"], status["exhausted"]) == (0, 0)
+
+
+def test_db_used_on_the_event_loop_outside_aio_run_is_refused_instead_of_blocking(pg, db):
+    async def scenario():
+        for use in (lambda: monps_store.db.execute_sql("SELECT 1"),
+                    monps_store.db.atomic, monps_store.db.connection_context,
+                    monps_store.db.connect):
+            with pytest.raises(errors.AsyncBridgeRequired, match=r"aio.run\(fn"):
+                use()
+        return monps_store.db.is_closed()  # no I/O: allowed
+
+    assert run_async(pg, scenario) is True
+    assert monps_store.db.execute_sql("SELECT 1").fetchone() == (1,)  # a thread: as before
+    monps_store.db.close()
+
+
+# -- closing or replacing the pool with requests in flight ---------------------------------------
+
+
+@pytest.mark.parametrize("how", ["close_db", "init_db again"])
+def test_a_pool_closed_or_replaced_under_running_tasks_closes_their_connections_quietly(
+        pg, db, caplog, how):
+    caplog.set_level(logging.DEBUG, logger="monps_store")
+
+    async def request(n, started):
+        async with aio.unit_of_work(actor=f"request-{n}"):
+            await aio.run(crud.create, TeamQuantumDNA, team_name=f"T{n}", league="L")
+            started.release()
+            await aio.run(lambda: monps_store.db.execute_sql("SELECT pg_sleep(0.3)"))
+
+    async def scenario():
+        started = asyncio.Semaphore(0)
+        requests = [asyncio.create_task(request(n, started)) for n in range(3)]
+        for _ in requests:
+            await started.acquire()  # every request holds its connection, mid-statement
+        old = aio._db
+        if how == "close_db":
+            await aio.close_db()
+        else:
+            await aio.init_db(url=pg.url, application_name=TEST_APP_NAME, pool_timeout=5)
+        outcomes = await asyncio.gather(*requests, return_exceptions=True)
+        return outcomes, old.pool_status()
+
+    outcomes, old_status = run_async(pg, scenario, pool_timeout=0.1)
+    assert outcomes == [None, None, None]  # the requests in flight finished
+    assert (old_status["dead_discarded"], old_status["lost"], old_status["in_use"]) == (0, 0, 0)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert rows(pg, "SELECT count(*) FROM quantum.team_quantum_dna") == [(3,)]
+    assert rows(pg, "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+                (TEST_APP_NAME,)) == [(0,)]  # nothing left open on the server
+
+
+def test_closing_the_pool_cuts_off_what_is_still_in_use_after_its_timeout_and_says_so_once(
+        pg, db, caplog):
+    caplog.set_level(logging.INFO, logger="monps_store")
+
+    async def request(n, started):
+        async with aio.unit_of_work():
+            await aio.run(crud.create, TeamQuantumDNA, team_name=f"Cut off {n}", league="L")
+            started.release()
+            await aio.run(lambda: monps_store.db.execute_sql("SELECT pg_sleep(5)"))
+
+    async def scenario():
+        started = asyncio.Semaphore(0)
+        requests = [asyncio.create_task(request(n, started)) for n in range(2)]
+        for _ in requests:
+            await started.acquire()
+        old = aio._db
+        await aio.close_db(timeout=0.2)
+        return await asyncio.gather(*requests, return_exceptions=True), old.pool_status()
+
+    outcomes, old_status = run_async(pg, scenario)
+    assert [type(outcome) for outcome in outcomes] == [errors.ConnectionLost] * 2
+    assert old_status["dead_discarded"] == 0
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == [
+        "closing the async pool: 2 connection(s) still in use after 0.2s were cut off"]
+    assert rows(pg, "SELECT count(*) FROM quantum.team_quantum_dna") == [(0,)]
+
+
+def test_the_async_database_takes_pwasyncios_constructor_parameters(pg, db):
+    from monps_store.aio.pool import AsyncMonpsDatabase
+
+    params = monps_store.config.from_url(pg.url).connect_params()
+    name = params.pop("dbname")
+    params.pop("options", None)
+    params.pop("connect_timeout")
+
+    async def scenario():
+        adb = AsyncMonpsDatabase(name, pool_size=3, pool_min_size=1, acquire_timeout=2,
+                                 isolation_level="SERIALIZABLE", **params)
+        try:
+            async with adb:
+                async with adb.atomic():
+                    level = (await adb.aexecute_sql("SHOW transaction_isolation")).fetchone()
+            return level, adb.pool_status()
+        finally:
+            await adb.close_pool()
+
+    level, status = asyncio.run(scenario())
+    assert level == ("serializable",)
+    assert (status["max_connections"], status["wait_timeout"], status["in_use"]) == (3, 2, 0)

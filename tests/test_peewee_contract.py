@@ -20,8 +20,10 @@ from playhouse.signals import Model as SignalsModel
 from playhouse.signals import post_save, pre_save
 
 import monps_store
-from monps_store import config, errors
+from monps_store import config, errors, events
 from monps_store.database import MonpsDatabase
+from monps_store.models import TeamQuantumDNA
+from monps_store.repositories import crud
 
 SCRATCH = "public.peewee_contract_rows"
 
@@ -604,3 +606,23 @@ def test_signals_fire_for_their_sender_only_on_either_database(pair):
                         ("pre", 8, False), ("post", 8, False)]
         database.execute_sql(f"DELETE FROM {SCRATCH}")
         database.close()
+
+
+# -- binding the package's models elsewhere ----------------------------------------------------
+
+
+def test_bind_ctx_writes_package_models_and_their_events_through_the_bound_database(pg, db):
+    name, params = peewee_params(pg.url)
+    other = PooledPostgresqlDatabase(name, **params)
+    opened = monps_store.pool_status()["opened"]
+    with events.listen("team_quantum_dna_changed", timeout=5) as listener:
+        with other.bind_ctx([TeamQuantumDNA]):
+            lyon = TeamQuantumDNA.create(team_name="Lyon", league="Ligue 1")
+            crud.insert_many(TeamQuantumDNA, [{"team_name": "Nice", "league": "Ligue 1"}])
+            crud.update_where(TeamQuantumDNA, {"roi": 2}, team_name="Nice")
+        received = [listener.next_event(5) for _ in range(3)]
+    other.close_all()
+    nice = pg.sql("SELECT id FROM quantum.team_quantum_dna WHERE team_name = 'Nice'")[0][0]
+    assert [event.payload["ids"] for event in received] == [[lyon.id], [nice], [nice]]
+    assert monps_store.pool_status()["opened"] == opened  # nothing went through the package's
+    assert TeamQuantumDNA._meta.database is monps_store.db  # bound back

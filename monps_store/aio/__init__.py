@@ -30,7 +30,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from monps_store import audit, config, database, errors, translate, uow
@@ -99,13 +99,18 @@ async def init_db(settings: config.Settings | None = None, *, url: str | None = 
     return settings
 
 
-async def close_db() -> None:
-    """Close the async pool (the end of the application's lifespan)."""
+async def close_db(timeout: float = 10.0) -> None:
+    """Close the async pool (the end of the application's lifespan). Requests in flight keep
+    their connections until they are done, for at most ``timeout`` seconds; then what is still
+    in use is cut off. New requests are refused meanwhile."""
     global _db, _replicas
     if _replicas is not None:
+        for member in _replicas.members:
+            member.db.close_timeout = timeout
         await _replicas.close()
         _replicas = None
     if _db is not None:
+        _db.close_timeout = timeout
         await _db.close_pool()
         _db = None
     database.outside_bridge = None
@@ -120,10 +125,25 @@ async def connection() -> AsyncIterator[AsyncMonpsDatabase]:
     if opened:
         await adb.aconnect()
     try:
-        yield adb
+        with _on_context_stack(adb):
+            yield adb
     finally:
         if opened and not adb.is_closed() and not adb.in_transaction():
             await adb.aclose()
+
+
+@contextlib.contextmanager
+def _on_context_stack(adb: AsyncMonpsDatabase) -> Iterator[None]:
+    # A scope is recorded on the task's context stack, as the sync scope is: a
+    # connection_context() inside aio.run() then leaves the connection to the scope instead
+    # of closing it under the scope's feet.
+    marker = object()
+    adb._state.ctx.append(marker)
+    try:
+        yield
+    finally:
+        if marker in adb._state.ctx:
+            adb._state.ctx.remove(marker)
 
 
 @contextlib.asynccontextmanager
@@ -165,9 +185,10 @@ async def replica() -> AsyncIterator[AsyncMonpsDatabase]:
         await target.aconnect()
     token = _scope_db.set(target)
     try:
-        async with target.atomic():
-            await target.aexecute_sql("SET TRANSACTION READ ONLY")
-            yield target
+        with _on_context_stack(target), translate.replica_scope():
+            async with target.atomic():
+                await target.aexecute_sql("SET TRANSACTION READ ONLY")
+                yield target
     finally:
         _scope_db.reset(token)
         if (member is not None or opened) and not target.is_closed():

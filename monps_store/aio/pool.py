@@ -12,6 +12,7 @@ transaction left open is rolled back on release).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -25,6 +26,7 @@ from playhouse.pwasyncio import (
     AsyncPostgresqlConnection,
     AsyncPostgresqlDatabase,
     CursorAdapter,
+    await_,
 )
 
 from monps_store import config, errors
@@ -110,6 +112,48 @@ class _Connection(AsyncPostgresqlConnection):
         return CursorAdapter(records, rowcount=rowcount, description=description)
 
 
+class _ServerSideCursor:
+    """A server-side cursor in the greenlet bridge (what ``named_cursor=True`` gives): rows
+    fetched ``array_size`` at a time through asyncpg's cursor, closed (its savepoint rolled
+    back, the connection free again) when exhausted or closed."""
+
+    def __init__(self, cursor: CursorAdapter, array_size: int | None):
+        self.cursor = cursor
+        if array_size:
+            cursor._buffer_size = array_size
+        self.closed = False
+
+    @property
+    def description(self):
+        return self.cursor.description
+
+    def fetchone(self):
+        row = self.cursor.fetchone() if not self.closed else None
+        if row is None:
+            self.close()
+        return row
+
+    def fetchmany(self, size=None):
+        rows: list = []
+        while len(rows) < (size or self.cursor._buffer_size):
+            row = self.fetchone()
+            if row is None:
+                break
+            rows.append(row)
+        return rows
+
+    def fetchall(self):
+        return list(iter(self.fetchone, None))
+
+    def __iter__(self):
+        return iter(self.fetchone, None)
+
+    def close(self):
+        if not self.closed:
+            self.closed = True
+            await_(self.cursor.aclose())
+
+
 class _Atomic(AsyncPgAtomic):
     """pwasyncio's transaction, with lost connections handled as the sync pool does: on a dead
     connection every statement and COMMIT raise ConnectionLost and the ROLLBACK is skipped.
@@ -123,6 +167,7 @@ class _Atomic(AsyncPgAtomic):
         except ValueError as exc:
             raise errors.InvalidInput(str(exc)) from None
         super().__init__(db, *args, **kwargs)
+        self._begin_args: tuple[tuple, dict] = (args, kwargs)  # asyncpg's transaction() options
 
     async def _abegin(self):
         conn = self.db._state.conn
@@ -170,14 +215,32 @@ class _Atomic(AsyncPgAtomic):
 
 
 class AsyncMonpsDatabase(AsyncPostgresqlDatabase):
-    """The async database: a task-local connection from an asyncpg pool sized by the settings."""
+    """The async database: a task-local connection from an asyncpg pool sized by the settings.
 
-    def __init__(self, settings: config.Settings):
+    Made from :class:`~monps_store.config.Settings` (what ``aio.init_db()`` does), or as
+    pwasyncio's ``AsyncPostgresqlDatabase`` is made: ``AsyncMonpsDatabase("monps",
+    host=..., user=..., password=..., pool_size=10, pool_min_size=1, acquire_timeout=10,
+    isolation_level=...)`` (``database`` a name or a ``postgresql://`` URL)."""
+
+    def __init__(self, settings: config.Settings | str, *, pool_size: int = 10,
+                 pool_min_size: int = 0, acquire_timeout: float = 10, **params: Any):
+        if not isinstance(settings, config.Settings):
+            # pwasyncio's parameters in the pool's terms: at most pool_size connections,
+            # waiting up to acquire_timeout seconds for one (0: not at all).
+            settings = config.from_init_params(
+                settings, max_connections=pool_size, timeout=acquire_timeout or None,
+                **params)
+        elif params:
+            raise TypeError(f"AsyncMonpsDatabase(settings) takes no connection parameters "
+                            f"besides them: {', '.join(sorted(params))}")
         self.settings = settings
         self._kwargs = connect_kwargs(settings)
+        self._min_size = min(pool_min_size, settings.max_connections)
         super().__init__(settings.database or "", pool_size=settings.max_connections,
                          acquire_timeout=settings.pool_timeout or 0)
         self._in_use = 0
+        self.close_timeout = 10.0  # seconds close_pool() waits for connections in use
+        self._cutting_off = False  # close_pool() cut off connections still in use
         # raw connection -> monotonic creation time
         self._born: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._figures = dict.fromkeys(("opened", "recycled", "dead_discarded", "lost",
@@ -188,7 +251,7 @@ class AsyncMonpsDatabase(AsyncPostgresqlDatabase):
 
     async def _create_pool_async(self):
         return await asyncpg.create_pool(
-            min_size=0,  # nothing opened before the first acquire: a cheap start
+            min_size=self._min_size,  # 0 by default: nothing opened before the first acquire
             max_size=self.settings.max_connections,
             max_inactive_connection_lifetime=max(self.settings.pool_recycle, 0) or 300,
             init=self._init_connection,
@@ -279,6 +342,14 @@ class AsyncMonpsDatabase(AsyncPostgresqlDatabase):
         # asyncpg gives a connection that died back to its pool by itself (the proxy is
         # then detached); any other dead one is terminated here, never reused.
         detached = proxy is None or getattr(proxy, "_con", True) is None
+        if self._pool is None or getattr(conn, "_pool", None) is not self._pool:
+            # Its pool was closed or replaced while a task held it: nothing is wrong with it.
+            logger.debug("closed a connection returned after its pool was closed")
+            if not detached:
+                await conn.close()
+            return
+        if self._cutting_off and (conn.lost or detached):
+            return  # close_pool() cut it off and said so
         if conn.lost or detached or conn.stale():
             self._figures["dead_discarded"] += 1
             logger.warning("discarded a dead async connection on return to the pool")
@@ -287,10 +358,26 @@ class AsyncMonpsDatabase(AsyncPostgresqlDatabase):
                 if self._pool is not None:
                     await self._pool.release(proxy)  # frees its slot for a new connection
             return
-        if getattr(conn, "_pool", None) is not self._pool or self._pool is None:
-            await conn.close()  # its pool was closed or replaced
-            return
         await self._pool_release(conn)
+
+    async def _pool_close(self):
+        # pwasyncio waits acquire_timeout (here DB_POOL_TIMEOUT, which may be 0) for the
+        # connections tasks still hold: a request in flight would be cut off at once. Wait
+        # close_timeout for them to come back instead; cut off only what is still out then.
+        pool = self._pool
+        closing = asyncio.ensure_future(pool.close())
+        done, _ = await asyncio.wait({closing}, timeout=self.close_timeout)
+        if closing not in done:
+            self._cutting_off = True
+            logger.warning("closing the async pool: %d connection(s) still in use after "
+                           "%gs were cut off", self._in_use, self.close_timeout)
+            pool.terminate()
+            closing.cancel()
+        try:
+            await closing
+        except (asyncio.CancelledError, Exception):  # terminated: nothing left to close
+            if not self._cutting_off:
+                raise
 
     async def note_commit_position(self, conn) -> None:
         # Read-your-writes on replicas, as the sync pool does after each commit.
@@ -370,7 +457,9 @@ class AsyncMonpsDatabase(AsyncPostgresqlDatabase):
         if not conn.lost:
             conn.lost = True
             self._figures["lost"] += 1
-            logger.warning("database connection lost: %s", reason)
+            # Cut off by close_pool(), which said so once: not news for every connection.
+            log = logger.info if self._cutting_off else logger.warning
+            log("database connection lost: %s", reason)
 
     def raise_translated(self, conn, exc) -> None:
         """Raise the package's error for ``exc``, as the sync pool's ``raise_translated``."""
@@ -385,6 +474,31 @@ class AsyncMonpsDatabase(AsyncPostgresqlDatabase):
         return errors.ConnectionLost(
             "the database connection was lost earlier in this transaction; "
             "leave the transaction and retry the unit of work")
+
+    def execute_sql(self, sql, params=None, named_cursor=None, array_size=None):
+        """pwasyncio's; ``named_cursor=True`` streams the result (``_ServerSideCursor``)."""
+        if not named_cursor:
+            return super().execute_sql(sql, params)
+        return await_(self._aexecute_iter(sql, params, array_size))
+
+    def execute(self, query, named_cursor=False, array_size=None, **context_options):
+        if not named_cursor:
+            return super().execute(query, **context_options)
+        sql, params = self.get_sql_context(**context_options).sql(query).query()
+        return self.execute_sql(sql, params, named_cursor=True, array_size=array_size)
+
+    async def _aexecute_iter(self, sql, params, array_size):
+        self._log_query(sql, params)
+        conn = await self.aconnect()
+        try:
+            with __exception_wrapper__:
+                cursor = await conn.execute_iter(sql, params or ())
+        except errors.MonpsStoreError:
+            raise
+        except Exception as exc:
+            self.raise_translated(conn, exc)
+            raise
+        return _ServerSideCursor(cursor, array_size)
 
     def atomic(self, *args, **kwargs):
         return _Atomic(self, *args, **kwargs)

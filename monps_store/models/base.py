@@ -98,7 +98,7 @@ class BaseModel(Model):
 
         with self._meta.database.atomic():
             if partitioned:  # the month this row goes to must exist
-                partitions.ensure_for([getattr(self, str(key))])
+                partitions.ensure_for([getattr(self, str(key))], self._meta.database)
             saved = super().save(force_insert, only)
             if saved and self.publish_changes:
                 events.publish_changes(type(self), [getattr(self, events.changes_field(

@@ -21,6 +21,7 @@ from typing import Any, TypeVar, overload
 
 import peewee
 from peewee import EXCLUDED, Case, Cast, Expression, Tuple
+from playhouse.postgres_ext import ServerSideQuery
 
 from monps_store import audit, database
 from monps_store.errors import InvalidInput, NotFound
@@ -149,13 +150,32 @@ def delete(instance_or_model: Any, pk: object = None) -> int:
     if published is None:
         deleted = query.execute()
     else:
-        with database.current().atomic():
+        with model._meta.database.atomic():
             gone = _returned(query, published)
             _publish(model, gone)
         deleted = len(gone)
     if not deleted:
         raise NotFound(f"{model.__name__} with {model._meta.primary_key.name}={pk!r} not found")
     return deleted
+
+
+def iterate(query: peewee.ModelSelect[Any], batch_size: int = BATCH_SIZE) -> Iterator[Any]:
+    """The rows of ``query`` (models, or dicts/tuples as the query asks) read ``batch_size`` at
+    a time through a server-side cursor: memory stays bounded however many rows there are.
+
+    The read runs in a transaction of its own (a savepoint inside the caller's), held until
+    the iteration ends or the generator is closed. Works on the sync pool and inside
+    ``aio.run()``; there, the task's connection runs nothing else until the iteration ends.
+    ``with_related()`` queries cannot be streamed (use ``prefetch`` on a bounded query)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InvalidInput(f"batch_size must be a whole number >= 1, got {batch_size!r}")
+    db = query.model._meta.database
+    with db.connection_context(), db.atomic():
+        rows = ServerSideQuery(query, array_size=batch_size)
+        try:
+            yield from rows
+        finally:
+            rows.close()
 
 
 # -- paths that bypass save(): audit columns filled here -----------------------------------
@@ -176,7 +196,7 @@ def insert_many(model: type[BaseModel], rows: Iterable[dict], batch_size: int = 
     total = 0
     rows = list(_with_insert_audit(model, rows))
     published = _published_field(model)
-    with database.current().atomic():
+    with model._meta.database.atomic():
         _ensure_partitions(model, rows)
         changed = []
         for start in range(0, len(rows), batch_size):
@@ -225,7 +245,7 @@ def upsert_many(model: type[BaseModel], rows: Iterable[dict], conflict: Sequence
     rows = list({tuple(_key_value(row.get(name)) for name in conflict): row
                  for row in _with_insert_audit(model, rows)}.values())
     published = _published_field(model)
-    with database.current().atomic():
+    with model._meta.database.atomic():
         _ensure_partitions(model, rows)
         written = []
         for start in range(0, len(rows), batch_size):
@@ -270,7 +290,7 @@ def _ensure_partitions(model: type[BaseModel], rows: list[dict]) -> None:
     if key is not None and rows:
         from monps_store import partitions
 
-        partitions.ensure_for(row.get(key) for row in rows)
+        partitions.ensure_for((row.get(key) for row in rows), model._meta.database)
 
 
 def _key_value(value: object) -> object:
@@ -299,7 +319,7 @@ def update_where(model: type[BaseModel], changes: dict, **filters: object) -> in
     published = _published_field(model)
     if published is None:
         return query.execute()
-    with database.current().atomic():
+    with model._meta.database.atomic():
         changed = _returned(query, published)
         _publish(model, changed)
     return len(changed)
@@ -323,7 +343,7 @@ def bulk_update(instances: Sequence, fields: Sequence[str], batch_size: int = BA
     pk = model._meta.primary_key
     changed = 0
     published = _published_field(model)
-    with database.current().atomic():
+    with model._meta.database.atomic():
         if published is not None:
             _publish(model, [getattr(i, published.name) for i in instances])
         for start in range(0, len(instances), batch_size):

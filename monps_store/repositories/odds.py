@@ -9,7 +9,7 @@ every month's copy of the natural-key index (never a sequential scan).
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import peewee
 
@@ -66,12 +66,29 @@ def price_history(match_id: str, market: str, selection: str, bookmaker: str | N
                   since: datetime.datetime | None = None,
                   until: datetime.datetime | None = None) -> list[Odds]:
     """Every price of one selection (of every bookmaker, or of ``bookmaker``), oldest first."""
+    return list(_price_history(match_id, market, selection, bookmaker, since, until))
+
+
+def iter_price_history(match_id: str, market: str, selection: str,
+                       bookmaker: str | None = None, *,
+                       since: datetime.datetime | None = None,
+                       until: datetime.datetime | None = None,
+                       batch_size: int = 2000) -> Iterator[Odds]:
+    """``price_history`` read ``batch_size`` rows at a time (``crud.iterate``): any length of
+    history in bounded memory."""
+    return crud.iterate(_price_history(match_id, market, selection, bookmaker, since, until),
+                        batch_size)
+
+
+def _price_history(match_id: str, market: str, selection: str, bookmaker: str | None,
+                   since: datetime.datetime | None,
+                   until: datetime.datetime | None) -> peewee.ModelSelect[Odds]:
     query = _market(_by_match(match_id, since, until), market).where(
         Odds.selection == checks.compare(Odds, "selection", selection, allow_none=False))
     if bookmaker is not None:
         query = query.where(
             Odds.bookmaker == checks.compare(Odds, "bookmaker", bookmaker, allow_none=False))
-    return list(query.order_by(Odds.collected_at, Odds.bookmaker))
+    return query.order_by(Odds.collected_at, Odds.bookmaker)
 
 
 def _last_per_price_line(query: peewee.ModelSelect[Odds]) -> list[Odds]:
