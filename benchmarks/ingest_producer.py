@@ -20,22 +20,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _setup  # noqa: E402
 
 from monps_store import ingest  # noqa: E402
+from monps_store.ingest import producer, reader  # noqa: E402
 
 
 def produce(path: Path, keyed: bool) -> float:
     with contextlib.ExitStack() as stack:
-        mode = ingest._Mode()
+        mode = reader._Mode()
         mode.keyed = keyed
-        name, rows = ingest._open_source(path, stack, mode)
-        producer = ingest._Producer(rows, name, False, None, ingest.CHUNK_ROWS, "bench,bench,,",
+        name, rows = reader._open_source(path, stack, mode)
+        thread = producer._Producer(rows, name, False, None, ingest.CHUNK_ROWS, "bench,bench,,",
                                     mode)
         start = time.perf_counter()
-        producer.start()
-        while producer.chunks.get() is not None:
+        thread.start()
+        while thread.chunks.get() is not None:
             pass
-        producer.join()
-        if producer.error is not None:
-            raise producer.error
+        thread.join()
+        if thread.error is not None:
+            raise thread.error
         return time.perf_counter() - start
 
 

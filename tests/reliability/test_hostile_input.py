@@ -339,7 +339,7 @@ def test_the_fast_path_takes_a_line_only_as_the_full_checks_would(
             text = ",".join(fields)
         lines.append(text + ending)
         bad_of[text + ending] = bad
-    with unittest.mock.patch.object(ingest, "_VERDICTS_KEPT", 2 if forgetful else 20_000):
+    with unittest.mock.patch.object(ingest.reader, "_VERDICTS_KEPT", 2 if forgetful else 20_000):
         taken = fast_path_verdicts(lines, bad_of)
     figures.add("hostile input: CSV fast path", examples=1, lines=len(lines), taken=len(taken))
 
