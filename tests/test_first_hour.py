@@ -16,6 +16,7 @@ import pytest
 import monps_store
 from monps_store import cli as cli_module
 from monps_store import config, embedded, errors
+from monps_store.cli import data as cli_data
 from monps_store.migrate import Migrations, default_dir
 from monps_store.testing import throwaway_server
 from tests.factories import add_odds, add_pick
@@ -265,12 +266,12 @@ def test_an_unknown_reference_bookmaker_is_refused_naming_the_known_ones(pg, db)
 
 def test_progress_off_a_terminal_is_a_line_every_interval(capsys, monkeypatch):
     monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
-    tell = cli_module._progress("ingest odds.csv", every=0)
+    tell = cli_data.progress("ingest odds.csv", every=0)
     tell(20_000)
     tell(40_000)
     assert capsys.readouterr().err.splitlines() == [
         "ingest odds.csv: 20,000 rows so far", "ingest odds.csv: 40,000 rows so far"]
-    quiet = cli_module._progress("ingest odds.csv", every=3600)
+    quiet = cli_data.progress("ingest odds.csv", every=3600)
     quiet(20_000)
     assert capsys.readouterr().err == ""
 

@@ -104,3 +104,29 @@ def settle(reference_bookmaker: str | None = None) -> Settlement:
         settled, still_open, ids = db.execute_sql(_SETTLE, params).fetchone()
         events.publish_batched(SETTLED_CHANNEL, "ids", ids or ())
     return Settlement(settled, still_open)
+
+
+@dataclass(frozen=True)
+class UnknownReference:
+    """A reference bookmaker with no odds at all for the open picks' matches (a typo, most
+    likely): settling with it would settle nothing."""
+    bookmaker: str
+    open_picks: int        # the open picks it was meant to price
+    bookmakers: list[str]  # the bookmakers with odds for those matches (at most 20, sorted)
+
+
+def unknown_reference(bookmaker: str) -> UnknownReference | None:
+    """None when ``bookmaker`` has odds for some open pick's match, or no pick is open; else
+    what to refuse it with, before :func:`settle`."""
+    db = database.current()
+    open_picks, known = db.execute_sql(
+        "SELECT (SELECT count(*) FROM public.tracking_clv_picks WHERE status = 'open'), "
+        "EXISTS (SELECT 1 FROM public.tracking_clv_picks p JOIN public.odds o "
+        "ON o.match_id = p.match_id AND o.bookmaker = %s WHERE p.status = 'open')",
+        (bookmaker,)).fetchone()
+    if not open_picks or known:
+        return None
+    names = [b for (b,) in db.execute_sql(
+        "SELECT DISTINCT o.bookmaker FROM public.tracking_clv_picks p JOIN public.odds o "
+        "ON o.match_id = p.match_id WHERE p.status = 'open' ORDER BY 1 LIMIT 20")]
+    return UnknownReference(bookmaker, open_picks, names)
