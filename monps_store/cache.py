@@ -35,8 +35,6 @@ from __future__ import annotations
 
 import atexit
 import collections
-import datetime
-import decimal
 import functools
 import inspect
 import logging
@@ -44,14 +42,12 @@ import os
 import pickle
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from monps_store import database
-
-if TYPE_CHECKING:
-    from monps_store import config, events
+from monps_store import config, database, events
+from monps_store.cache_keys import forms_of
+from monps_store.errors import InvalidInput
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +65,6 @@ class _Cached:
         self.signature = inspect.signature(fn)
         for channel, argument in keyed.items():
             if argument not in self.signature.parameters:
-                from monps_store.errors import InvalidInput
-
                 raise InvalidInput(f"cached {fn.__qualname__}: invalidate_on names the "
                                    f"argument {argument!r} for {channel!r}, which it does "
                                    "not take")
@@ -123,7 +117,7 @@ class _Cached:
             return value
         expires = None if self.ttl is None else now + self.ttl
         # What events name this result by, reduced once here rather than at every event.
-        forms = {argument: _forms(bound.arguments[argument]) or set()
+        forms = {argument: forms_of(bound.arguments[argument]) or set()
                  for argument in set(self.keyed.values())}
         with _lock:
             # Kept only if no event (and no lost connection) came while it was read.
@@ -140,7 +134,7 @@ class _Cached:
 
     def drop(self, channel: str, payload: object) -> int:
         """Drop the results an event on ``channel`` makes stale (under ``_lock``): those whose
-        keyed argument matches one of the payload's values (see ``_forms``), else all;
+        keyed argument matches one of the payload's values (see ``cache_keys``), else all;
         returns how many."""
         argument = self.keyed.get(channel)
         values = payload.get(f"{argument}s") if argument and isinstance(payload, dict) else None
@@ -150,7 +144,7 @@ class _Cached:
             return count
         named: set = set()
         for value in values:
-            forms = _forms(value)
+            forms = forms_of(value)
             if forms is None:  # a value no argument compares with: drop them all
                 return self.drop(channel, None)
             named |= forms
@@ -165,53 +159,6 @@ class _Cached:
             return {"hits": self.hits, "misses": self.misses, "size": len(self.entries)}
 
 
-def _forms(value: object) -> set | None:
-    """The forms under which ``value``, an argument or a value an event lists, matches the
-    other side; None for one that cannot be compared (a list, an object). Events send JSON
-    (``events._json_default``: a UUID, Decimal, date or datetime arrives as its string), so
-    both sides are reduced alike and match when they share a form. When in doubt they match:
-    an extra drop costs a read, a missed one serves a stale result. Numbers match by value
-    (``1``, ``"1"``, ``Decimal("1.50")`` and ``"1.5"``); aware datetimes by instant, and every
-    datetime also by wall-clock time (a naive one cannot be placed in time)."""
-    if value is None or isinstance(value, bool):
-        return {value}  # JSON null, true, false as they come
-    if isinstance(value, str):
-        text = str.__str__(value)  # a str enum's own text, hashed as a str
-        forms: set = {text}
-        number = _number(text.strip())
-        if number is not None:
-            forms.add(number)
-        for parse in (uuid.UUID, datetime.date.fromisoformat, datetime.datetime.fromisoformat,
-                      datetime.time.fromisoformat):
-            try:
-                forms |= _forms(parse(text.strip())) or set()
-            except (ValueError, TypeError):
-                pass
-        return forms
-    if isinstance(value, (int, float, decimal.Decimal)):
-        number = _number(value)
-        return {str(value)} if number is None else {str(value), number}
-    if isinstance(value, uuid.UUID):
-        return {str(value)}
-    if isinstance(value, datetime.datetime):
-        return {value, ("wall clock", value.replace(tzinfo=None))}
-    if isinstance(value, (list, dict)):
-        return None
-    try:
-        return {value}
-    except TypeError:  # unhashable
-        return None
-
-
-def _number(value: str | int | float | decimal.Decimal) -> decimal.Decimal | None:
-    """``value`` as a finite Decimal (1.5 and 1.50 are equal and hash alike), or None."""
-    try:
-        number = decimal.Decimal(repr(value) if isinstance(value, float) else value)
-    except (ValueError, ArithmeticError):
-        return None
-    return number if number.is_finite() else None
-
-
 def cached(ttl: float | None = 300, invalidate_on: Iterable[str] | Mapping[str, str] = (),
            maxsize: int = 256) -> Callable[[Callable[..., Any]], _Cached]:
     """Cache a read function's results (see the module docstring). ``ttl`` in seconds (None:
@@ -219,13 +166,10 @@ def cached(ttl: float | None = 300, invalidate_on: Iterable[str] | Mapping[str, 
     mapping ``{channel: argument}``, an event whose payload lists values of that argument
     (``{"odds_changed": "match_id"}`` and a payload ``{"match_ids": [...]}``) drops only the
     results for those values, and any other event on the channel drops them all."""
-    from monps_store.errors import InvalidInput
-    from monps_store.events import check_channel
-
     if isinstance(invalidate_on, str):
         invalidate_on = (invalidate_on,)
     keyed = dict(invalidate_on) if isinstance(invalidate_on, Mapping) else {}
-    channels = tuple(dict.fromkeys(check_channel(c) for c in invalidate_on))
+    channels = tuple(dict.fromkeys(events.check_channel(c) for c in invalidate_on))
     keyed = {channel: argument for channel, argument in keyed.items() if argument}
     if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float))
                             or not ttl > 0):
@@ -351,8 +295,6 @@ class _Invalidator:
             self._lost()
 
     def _listen(self, channels: frozenset[str]) -> None:
-        from monps_store import events
-
         failures = 0
         while not self.stop.is_set():
             try:
@@ -420,9 +362,11 @@ def _after_fork_in_child() -> None:
     clear()
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
 def _close_listener() -> None:
     _listener.close()
 
 
-database.register_companion("cache", _close_listener, None)  # by close_db()
+# The cache subscribes; neither the publisher nor the database knows of it.
+os.register_at_fork(after_in_child=_after_fork_in_child)
+database.register_companion("cache", _close_listener, None)  # stopped by close_db()
+events.on_commit_published(invalidate)  # this process's commits, at once (read-your-writes)

@@ -221,6 +221,33 @@ def test_the_async_listener_gets_committed_events_reconnects_and_awaits_on_recon
     assert resynced == [True] and reconnects == 1
 
 
+def test_the_async_listener_calls_on_lost_when_it_notices_a_loss_then_on_reconnect(db, pg):
+    import asyncio
+
+    from monps_store.aio.events import AsyncListener
+    from tests.test_aio import run_async
+
+    async def scenario():
+        calls = []
+
+        async def lost():  # awaited, like on_reconnect
+            calls.append(("lost", listener.connected))
+
+        async with AsyncListener(["demo_changed"], timeout=1.0, on_lost=lost,
+                                 on_reconnect=lambda: calls.append(("reconnected",))) as listener:
+            (pid,) = pg.backends("monps_test:listen")
+            pg.terminate(pid)
+            await asyncio.sleep(0.2)
+            assert await listener.next_event(3.0) is None  # nothing sent: reconnects, waits
+            await asyncio.to_thread(publish, "demo_changed", {"n": "after"})
+            after = await listener.next_event(3.0)
+            return calls, after, listener.reconnects
+
+    calls, after, reconnects = run_async(pg, scenario)
+    assert calls == [("lost", False), ("reconnected",)]  # lost first, already disconnected
+    assert after.payload == {"n": "after"} and reconnects == 1
+
+
 def test_an_event_published_on_a_lent_legacy_connection_goes_with_the_owners_commit(db, pg):
     import psycopg2
 

@@ -3,54 +3,41 @@
     async with aio.listen("odds_changed", on_reconnect=resync) as listener:
         async for event in listener: ...
 
-The same guarantees as the sync listener: a direct connection of its own (never the pool,
-``DATABASE_LISTEN_URL`` when set), listening from ``__aenter__`` (or the first ``__anext__``),
-reconnection with backoff after a loss, then ``on_reconnect()`` (a coroutine function is
-awaited). With ``timeout``, iteration ends after that many seconds without an event.
+The same listener as the sync one (:mod:`monps_store.listening` holds what they share): a
+direct connection of its own (never the pool, ``DATABASE_LISTEN_URL`` when set), listening
+from ``__aenter__`` (or the first ``__anext__``), the same heartbeat, reconnection with backoff
+after a loss, ``on_lost()`` as soon as a loss is noticed and ``on_reconnect()`` once listening
+again (a coroutine function's result is awaited). With ``timeout``, iteration ends after that
+many seconds without an event. Only the driver calls are its own: asyncpg's ``add_listener``
+and termination listener.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-import logging
 import time
-from collections.abc import Callable, Iterable
-from typing import Any, Self
+from typing import Self
 
 import asyncpg
 
-from monps_store import config, errors
+from monps_store import errors
 from monps_store.aio.pool import connect_kwargs
-from monps_store.events import (
-    HEARTBEAT_SECONDS,
-    Event,
-    check_listen,
-    decode,
-    listen_settings,
-    retry_pause,
-)
+from monps_store.listening import HEARTBEAT_SECONDS, ListenerBase, Reconnect, deadline_after
+from monps_store.payloads import Event, decode
 
-logger = logging.getLogger(__name__)
-
-_LOST = object()  # put on the queue, with the connection, when a connection ends
+_DRIVER_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
 
 
-class AsyncListener:
-    def __init__(self, channels: Iterable[str], *, timeout: float | None = None,
-                 on_reconnect: Callable[[], Any] | None = None,
-                 settings: config.Settings | None = None):
-        self.channels, self.timeout = check_listen(channels, timeout)
-        self.on_reconnect = on_reconnect
-        self.settings = listen_settings(settings)
-        self.reconnects = 0
-        self._queue: asyncio.Queue = asyncio.Queue()
-        self._conn: asyncpg.Connection | None = None
-        self._started = self._closed = False
+class AsyncListener(ListenerBase):
+    """Events of ``channels`` on an asyncpg connection of its own, made when the listener is
+    entered or first iterated (see :class:`~monps_store.listening.ListenerBase` for timeouts,
+    reconnection, ``on_lost`` and ``on_reconnect``). Use from one task."""
 
-    def __repr__(self) -> str:
-        state = "closed" if self._closed else "listening" if self._conn else "not connected"
-        return f"<AsyncListener {', '.join(self.channels)} on {self.settings.display_url} {state}>"
+    def _prepare(self) -> None:
+        self._wake = asyncio.Event()  # set by a notification or the connection's end
+        self._ended = False  # the current connection was terminated
+        self._started = False
 
     @property
     def connected(self) -> bool:
@@ -84,64 +71,62 @@ class AsyncListener:
     async def next_event(self, timeout: float | None = None) -> Event | None:
         """The next event, waiting at most ``timeout`` seconds; None if none came in time."""
         await self._start()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not self._closed:
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0 and self._queue.empty():
-                return None
-            if self._conn is None:
+        deadline = deadline_after(timeout)
+        while True:
+            step = self._next_step(deadline)
+            if isinstance(step, Reconnect):
                 await self._reconnect(deadline)
-                continue
-            if self._queue.empty():
-                wait = HEARTBEAT_SECONDS if left is None else min(left, HEARTBEAT_SECONDS)
-                try:
-                    item = await asyncio.wait_for(self._queue.get(), wait)
-                except TimeoutError:
-                    await self._heartbeat()
-                    continue
+            elif isinstance(step, float):
+                await self._wait(step)
             else:
-                item = self._queue.get_nowait()
-            if type(item) is tuple:  # (_LOST, the connection that ended)
-                if item[1] is self._conn:
-                    await self._lost("the connection was closed")
-                continue
-            return item
-        return None
+                return step
+
+    # -- the driver: asyncpg -------------------------------------------------------------
 
     async def _connect(self) -> asyncpg.Connection:
         kwargs = connect_kwargs(self.settings)
-        kwargs.setdefault("server_settings", {})["application_name"] = \
-            f"{self.settings.application_name}:listen"[:63]
+        kwargs.setdefault("server_settings", {})["application_name"] = self.application_name
         try:
             conn = await asyncpg.connect(**kwargs)
             for channel in self.channels:
                 await conn.add_listener(channel, self._notified)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-            raise errors.ConnectionLost(f"cannot listen on {self.settings.display_url}: "
-                                        f"{str(exc).splitlines()[0] if str(exc) else exc!r}") \
-                from None
+        except _DRIVER_ERRORS as exc:
+            raise self._cannot("listen", exc) from None
         conn.add_termination_listener(self._terminated)
+        self._ended = False
+        self._last_activity = time.monotonic()
         return conn
 
     def _notified(self, conn: asyncpg.Connection, pid: int, channel: str, payload: str) -> None:
-        self._queue.put_nowait(decode(channel, payload, pid))
+        self._received(decode(channel, payload, pid))
+        self._wake.set()
 
     def _terminated(self, conn: asyncpg.Connection) -> None:
-        self._queue.put_nowait((_LOST, conn))
+        if conn is self._conn:  # not one dropped already
+            self._ended = True
+            self._wake.set()
 
-    async def _heartbeat(self) -> None:
+    async def _wait(self, seconds: float) -> None:
         conn = self._conn
-        if conn is None:
-            return
-        try:
-            await asyncio.wait_for(conn.fetchval("SELECT 1"), HEARTBEAT_SECONDS)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-            await self._lost(str(exc) or type(exc).__name__)
+        if not self._ended:  # its end may have been told before this wait
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), seconds)
+            except TimeoutError:
+                pass
+        if self._ended:
+            await self._lost("the connection was closed")
+        elif not self._pending and self._heartbeat_due():
+            try:
+                await asyncio.wait_for(conn.fetchval("SELECT 1"), HEARTBEAT_SECONDS)
+            except _DRIVER_ERRORS as exc:
+                await self._lost(exc)
+            else:
+                self._last_activity = time.monotonic()
 
-    async def _lost(self, why: str) -> None:
-        logger.warning("listener on %s lost its connection (%s); reconnecting",
-                       self.settings.display_url, why)
+    async def _lost(self, why: BaseException | str) -> None:
         await self._drop()
+        await _result(self._lost_noticed(why))
 
     async def _drop(self) -> None:
         conn, self._conn = self._conn, None
@@ -154,16 +139,16 @@ class AsyncListener:
             try:
                 self._conn = await self._connect()
             except errors.ConnectionLost as exc:
-                pause = retry_pause(attempt, deadline)
-                attempt += 1
+                pause = self._retry_pause(exc, attempt, deadline)
                 if pause is None:
                     return
-                logger.info("listener: %s; retrying in %.2f s", exc, pause)
+                attempt += 1
                 await asyncio.sleep(pause)
                 continue
-            self.reconnects += 1
-            if self.on_reconnect is not None:
-                result = self.on_reconnect()
-                if inspect.isawaitable(result):
-                    await result
+            await _result(self._reconnected())
             return
+
+
+async def _result(value: object) -> object:
+    """``value``, awaited first if a callback returned an awaitable."""
+    return await value if inspect.isawaitable(value) else value

@@ -28,9 +28,9 @@ from playhouse.postgres_ext import DateTimeTZField
 from playhouse.shortcuts import model_to_dict
 from playhouse.signals import Model
 
-from monps_store import audit, database
+from monps_store import audit, routing
 from monps_store.database import db
-from monps_store.models import checks
+from monps_store.models import changes, checks
 
 
 class RoutedMetadata(Metadata):
@@ -45,7 +45,7 @@ class RoutedMetadata(Metadata):
 
     @property
     def database(self):
-        return database.routed(self._database)
+        return routing.routed(self._database)
 
     @database.setter
     def database(self, value):
@@ -56,11 +56,11 @@ class BaseModel(Model):
     """Bound to the package database, snake_case table names, a readable repr, ``to_dict()``.
 
     ``natural_key`` names the fields that identify a row to a person (shown by ``repr``/``str``);
-    ``publish_changes`` makes every write path publish a change event (see ``events``).
+    ``publish_changes`` makes every write path publish a change event (see :mod:`.changes`).
     """
 
     natural_key: tuple[str, ...] = ()
-    # Writes publish "<table>_changed" events (monps_store.events) carrying the primary keys
+    # Writes publish "<table>_changed" events (models.changes) carrying the primary keys
     # (True) or the values of the field named here; False: no events.
     publish_changes: bool | str = False
 
@@ -94,27 +94,23 @@ class BaseModel(Model):
                                            or key in [getattr(f, "name", f) for f in only])
         if not partitioned and not self.publish_changes:
             return super().save(force_insert, only)
-        from monps_store import events, partitions
+        from monps_store import partitions
 
         with self._meta.database.atomic():
             if partitioned:  # the month this row goes to must exist
                 partitions.ensure_for([getattr(self, str(key))], self._meta.database)
             saved = super().save(force_insert, only)
             if saved and self.publish_changes:
-                events.publish_changes(type(self), [getattr(self, events.changes_field(
-                    type(self)).name)])
+                changes.publish_row(self)
             return saved
 
     def delete_instance(self, recursive=False, delete_nullable=False):
         if not self.publish_changes:
             return super().delete_instance(recursive, delete_nullable)
-        from monps_store import events
-
         with self._meta.database.atomic():
             deleted = super().delete_instance(recursive, delete_nullable)
             if deleted:
-                events.publish_changes(type(self), [getattr(self, events.changes_field(
-                    type(self)).name)])
+                changes.publish_row(self)
             return deleted
 
     def _fill_audit_fields(self, created: bool) -> None:

@@ -25,7 +25,7 @@ from playhouse.postgres_ext import ServerSideQuery
 
 from monps_store import audit, database
 from monps_store.errors import InvalidInput, NotFound
-from monps_store.models import checks
+from monps_store.models import changes, checks
 from monps_store.models.base import BaseModel
 
 BATCH_SIZE = 1000
@@ -268,9 +268,7 @@ def upsert_many(model: type[BaseModel], rows: Iterable[dict], conflict: Sequence
 def _published_field(model: type[BaseModel]) -> peewee.Field | None:
     """The field whose values a write's change event carries; None if the model publishes none
     (``publish_changes``)."""
-    from monps_store import events
-
-    return events.changes_field(model) if events.changes_channel(model) else None
+    return changes.changes_field(model) if changes.changes_channel(model) else None
 
 
 def _returned(query: peewee.ModelInsert | peewee.ModelUpdate | peewee.ModelDelete,
@@ -280,9 +278,7 @@ def _returned(query: peewee.ModelInsert | peewee.ModelUpdate | peewee.ModelDelet
 
 def _publish(model: type[BaseModel], values: list) -> None:
     if values:
-        from monps_store import events
-
-        events.publish_changes(model, values)
+        changes.publish_changes(model, values)
 
 
 def _ensure_partitions(model: type[BaseModel], rows: list[dict]) -> None:
