@@ -37,7 +37,7 @@ from typing import Any, Literal, NoReturn, Self
 import peewee
 import psycopg2.extensions
 
-from monps_store import errors
+from monps_store import errors, positions
 from monps_store.database import MonpsDatabase, connection, db
 
 
@@ -107,7 +107,8 @@ def use_connection(conn: psycopg2.extensions.connection) -> Iterator[MonpsDataba
     finally:
         state.reset()  # forget the connection without closing or pooling it
         if db.settings is not None and db.settings.replicas:
-            db._position_unknown = True  # the owner commits where no commit() of ours sees it
+            # the owner commits where no commit() of ours sees it
+            positions.commits.mark_unknown()
 
 
 class BorrowedConnection:

@@ -195,12 +195,12 @@ def _databases() -> list:
     from monps_store import database
 
     found = [database.db]
-    aio = sys.modules.get("monps_store.aio")
-    if aio is not None and aio._db is not None:
-        found.append(aio._db)
+    aio = sys.modules.get("monps_store.aio")  # never imported from here (asyncpg)
+    if aio is not None and aio.primary() is not None:
+        found.append(aio.primary())
     replicas = sys.modules.get("monps_store.replicas")
     if replicas is not None:
-        found += [member.db for member in replicas._replicas.members()]
+        found += replicas.pools()
     return found
 
 

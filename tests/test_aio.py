@@ -355,7 +355,7 @@ def test_an_exhausted_pool_raises_pool_exhausted_after_the_wait_timeout(pg, db, 
     assert (status["exhausted"], status["in_use"]) == (1, 0)
     assert [r.getMessage() for r in caplog.records] == [
         "async connection pool saturated: all 2 connections in use, callers wait up to "
-        "DB_POOL_TIMEOUT", "async connection pool no longer saturated"]
+        "DB_POOL_TIMEOUT", "async connection pool no longer saturated: 1 of 2 in use"]
 
 
 def test_a_task_cancelled_inside_a_unit_of_work_rolls_back_and_gives_its_connection_back(pg, db):
@@ -749,3 +749,19 @@ def test_the_async_database_takes_pwasyncios_constructor_parameters(pg, db):
     level, status = asyncio.run(scenario())
     assert level == ("serializable",)
     assert (status["max_connections"], status["wait_timeout"], status["in_use"]) == (3, 2, 0)
+
+
+def test_an_async_database_copied_from_its_connect_params_reaches_the_same_server(pg, db):
+    # peewee's idiom, used by pwasyncio's own tests: type(db)(db.database, **db.connect_params)
+    from monps_store.aio.pool import AsyncMonpsDatabase
+
+    async def scenario():
+        original = AsyncMonpsDatabase(monps_store.config.from_url(pg.url))
+        copy = type(original)(original.database, pool_size=2, **original.connect_params)
+        try:
+            return (await copy.aexecute_sql("SELECT current_database()")).fetchone()[0]
+        finally:
+            await copy.close_pool()
+            await original.close_pool()
+
+    assert asyncio.run(scenario()) == monps_store.config.from_url(pg.url).database

@@ -308,3 +308,14 @@ def test_the_pool_recovers_after_a_full_server_restart(restartable, pg):
     assert status["dead_discarded"] >= 3  # the held one plus the idle ones found dead
     assert len(pg.backends()) == status["idle"]
     monps_store.close_db()
+
+
+def test_a_connection_left_with_autocommit_off_is_closed_instead_of_pooled(pg, db):
+    # peewee's pool hands it out again like that, and the next user's INSERT never commits.
+    with monps_store.connection():
+        monps_store.db.connection().set_isolation_level(2)  # psycopg2: autocommit off
+    with monps_store.connection():
+        monps_store.db.execute_sql(
+            "INSERT INTO quantum.team_quantum_dna (team_name, league) VALUES ('Lyon', 'L')")
+    assert pg.sql("SELECT count(*) FROM quantum.team_quantum_dna") == [(1,)]
+    assert monps_store.pool_status()["tainted_discarded"] == 1

@@ -33,7 +33,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from monps_store import audit, config, database, errors, translate, uow
+from monps_store import audit, config, database, errors, routing, translate, uow
 from monps_store.aio.pool import AsyncMonpsDatabase
 from monps_store.aio.replicas import Replicas
 
@@ -60,6 +60,11 @@ _unit_task: contextvars.ContextVar[asyncio.Task | None] = contextvars.ContextVar
     "monps_store_aio_unit_task", default=None)
 
 
+def primary() -> AsyncMonpsDatabase | None:
+    """The async database ``init_db()`` configured (None before it, or after ``close_db()``)."""
+    return _db
+
+
 def _primary() -> AsyncMonpsDatabase:
     if _db is None:
         raise errors.NotInitialised(
@@ -73,7 +78,7 @@ def _database() -> AsyncMonpsDatabase:
 
 
 def _refuse_outside_bridge() -> None:
-    # Installed as database.outside_bridge while aio is configured: sync model code on the
+    # Installed as routing.outside_bridge while aio is configured: sync model code on the
     # event loop's own thread, outside aio.run(), would run on psycopg2 and block the loop.
     if asyncio._get_running_loop() is not None:
         raise errors.AsyncBridgeRequired(
@@ -91,11 +96,11 @@ async def init_db(settings: config.Settings | None = None, *, url: str | None = 
     if settings is None:
         settings = config.from_url(url) if url is not None else config.load_settings()
     if overrides:
-        settings = database._replace(settings, overrides)
+        settings = database.with_overrides(settings, overrides)
     await close_db()
     _db = AsyncMonpsDatabase(settings)
     _replicas = Replicas(_db)
-    database.outside_bridge = _refuse_outside_bridge
+    routing.outside_bridge = _refuse_outside_bridge
     return settings
 
 
@@ -113,7 +118,7 @@ async def close_db(timeout: float = 10.0) -> None:
         _db.close_timeout = timeout
         await _db.close_pool()
         _db = None
-    database.outside_bridge = None
+    routing.outside_bridge = None
 
 
 @contextlib.asynccontextmanager
@@ -200,11 +205,11 @@ async def run(fn: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> _R:
     connection, inside its transaction if one is open, and return what it returns."""
     adb = _database()
     _check_task()
-    token = database._routed.set(adb)
+    token = routing.routed_to.set(adb)
     try:
         return await adb.run(fn, *args, **kwargs)
     finally:
-        database._routed.reset(token)
+        routing.routed_to.reset(token)
 
 
 def _check_task() -> None:
@@ -218,13 +223,12 @@ def _check_task() -> None:
 
 
 async def check_connection() -> bool:
-    """True when a round trip to the server works. Never raises (logs why at WARNING)."""
+    """True when a round trip to the server works: :func:`monps_store.check_connection` run
+    on this task's database. Never raises (logs why at WARNING)."""
     try:
-        async with connection() as adb:
-            await adb.aexecute_sql("SELECT 1")
-        return True
+        return await run(database.check_connection)
     except Exception as exc:  # by contract: any failure is a False, with the reason logged
-        logger.warning("async connection check failed: %s", translate.first_line(exc))
+        logger.warning("connection check failed: %s", translate.first_line(exc))
         return False
 
 
