@@ -25,10 +25,10 @@ from monps_store.ingest import producer, reader  # noqa: E402
 
 def produce(path: Path, keyed: bool) -> float:
     with contextlib.ExitStack() as stack:
-        mode = reader._Mode()
+        mode = reader.Mode()
         mode.keyed = keyed
-        name, rows = reader._open_source(path, stack, mode)
-        thread = producer._Producer(rows, name, False, None, ingest.CHUNK_ROWS, "bench,bench,,",
+        name, rows = reader.open_source(path, stack, mode)
+        thread = producer.Producer(rows, name, False, None, ingest.CHUNK_ROWS, "bench,bench,,",
                                     mode)
         start = time.perf_counter()
         thread.start()

@@ -52,7 +52,7 @@ def described(path: str | os.PathLike | None = None) -> str:
             "MONPS_EMBEDDED_DIR chooses another)")
 
 
-def _pgserver() -> ModuleType:
+def load_pgserver() -> ModuleType:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
@@ -77,7 +77,7 @@ def _running_info(directory: Path) -> PostmasterInfo | None:
     """pgserver's reading of ``postmaster.pid`` when a server runs on ``directory``, else None."""
     if not (directory / "postmaster.pid").exists():
         return None
-    _pgserver()
+    load_pgserver()
     from pgserver.utils import PostmasterInfo
 
     info = PostmasterInfo.read_from_pgdata(directory)
@@ -106,7 +106,7 @@ def server(path: str | os.PathLike | None = None, *, keep_running: bool = False,
     was already running is left running when this process exits, whatever ``keep_running``:
     only the process that started a server (without ``keep_running``) stops it.
     ``on_create(directory)`` is called first when a new cluster is about to be created there."""
-    pgserver = _pgserver()
+    pgserver = load_pgserver()
     directory = data_dir(path)
     directory.parent.mkdir(parents=True, exist_ok=True)
     reuse = _running_info(directory) is not None

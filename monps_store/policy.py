@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 from monps_store import config, errors, translate
@@ -35,24 +36,34 @@ class PoolPolicy:
         self._figures_lock = threading.Lock()
         self._figures = dict.fromkeys(FIGURES, 0)
         self._saturated = False
+        self._announced = False  # the current saturation was logged at WARNING
+        self._quiet_until = 0.0  # monotonic: changes before this are logged at DEBUG
 
     def _count(self, figure: str) -> None:
         with self._figures_lock:
             self._figures[figure] += 1
 
-    # -- saturation: said once when callers start waiting, once when they stop ---------------
+    # -- saturation: said when callers start waiting, and when a connection is free again -----
+    # A pool whose demand hovers around its size enters and leaves saturation on every
+    # connection that comes back: within QUIET_SECONDS of the last change, the changes are
+    # logged at DEBUG, so a busy hour is one WARNING and one INFO line, not thousands.
+    QUIET_SECONDS = 10.0
 
     def _note_saturated(self, limit: int) -> None:
         if not self._saturated:
             self._saturated = True
-            logger.warning("%sconnection pool saturated: all %d connections in use, callers "
-                           "wait up to DB_POOL_TIMEOUT", self.label, limit)
+            self._announced = time.monotonic() >= self._quiet_until
+            logger.log(logging.WARNING if self._announced else logging.DEBUG,
+                       "%sconnection pool saturated: all %d connections in use, callers wait "
+                       "up to DB_POOL_TIMEOUT", self.label, limit)
 
     def _note_unsaturated(self, in_use: int, limit: int) -> None:
         if self._saturated and in_use < limit:
             self._saturated = False
-            logger.info("%sconnection pool no longer saturated: %d of %d in use", self.label,
-                        in_use, limit)
+            self._quiet_until = time.monotonic() + self.QUIET_SECONDS
+            logger.log(logging.INFO if self._announced else logging.DEBUG,
+                       "%sconnection pool no longer saturated: %d of %d in use", self.label,
+                       in_use, limit)
 
     # -- the errors a pool raises ---------------------------------------------------------------
 

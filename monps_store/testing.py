@@ -98,7 +98,7 @@ def throwaway_server(prefix: str = "monps-test-") -> Iterator:
 
     from monps_store import embedded
 
-    pgserver = embedded._pgserver()
+    pgserver = embedded.load_pgserver()
     tmp = Path(tempfile.mkdtemp(prefix=prefix))
     try:
         with warnings.catch_warnings():

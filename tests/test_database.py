@@ -319,3 +319,26 @@ def test_a_connection_left_with_autocommit_off_is_closed_instead_of_pooled(pg, d
             "INSERT INTO quantum.team_quantum_dna (team_name, league) VALUES ('Lyon', 'L')")
     assert pg.sql("SELECT count(*) FROM quantum.team_quantum_dna") == [(1,)]
     assert monps_store.pool_status()["tainted_discarded"] == 1
+
+
+def test_a_pool_kept_busy_says_it_is_saturated_once_not_on_every_return(pg, caplog):
+    # Thirty threads on four connections: every connection that comes back goes straight out
+    # again to a waiting thread. Saturation is one state, entered once and left once.
+    monps_store.init_db(url=pg.url, application_name=TEST_APP_NAME, pool_size=2, max_overflow=2,
+                        pool_timeout=30)
+    caplog.set_level(logging.INFO, logger="monps_store")
+
+    def busy():
+        for _ in range(10):
+            with monps_store.connection() as db:
+                db.execute_sql("SELECT pg_sleep(0.01)")
+
+    threads = [threading.Thread(target=busy) for _ in range(30)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    messages = [r.getMessage() for r in caplog.records]
+    assert [m.split(":")[0] for m in messages] == ["connection pool saturated",
+                                                   "connection pool no longer saturated"]
+    monps_store.close_db()

@@ -153,3 +153,43 @@ def test_a_write_in_a_read_only_transaction_outside_replica_is_read_only_server(
 
     with pytest.raises(errors.ReadOnlyServer, match="is read-only"):
         side.run(write)
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_listener_that_loses_its_connection_says_so_reconnects_and_carries_on(kind, pg, db):
+    from monps_store import events
+
+    def publish_after() -> None:
+        with monps_store.unit_of_work():
+            events.publish("demo_changed", {"n": "after"})
+
+    def kill_listener() -> None:
+        (pid,) = pg.backends(f"{TEST_APP_NAME}:listen")
+        pg.terminate(pid)
+        time.sleep(0.2)
+
+    calls: list = []
+    if kind == "sync":
+        with events.Listener(["demo_changed"], timeout=1.0,
+                             on_lost=lambda: calls.append(("lost", listener.connected)),
+                             on_reconnect=lambda: calls.append(("reconnected",))) as listener:
+            kill_listener()
+            assert listener.next_event(3.0) is None  # nothing sent: reconnects, waits
+            publish_after()
+            after, reconnects = listener.next_event(3.0), listener.reconnects
+    else:
+        from monps_store.aio.events import AsyncListener
+
+        async def scenario() -> tuple:
+            async with AsyncListener(
+                    ["demo_changed"], timeout=1.0, settings=monps_store.db.settings,
+                    on_lost=lambda: calls.append(("lost", listener.connected)),
+                    on_reconnect=lambda: calls.append(("reconnected",))) as listener:
+                await asyncio.to_thread(kill_listener)
+                assert await listener.next_event(3.0) is None
+                await asyncio.to_thread(publish_after)
+                return await listener.next_event(3.0), listener.reconnects
+
+        after, reconnects = asyncio.run(scenario())
+    assert calls == [("lost", False), ("reconnected",)]  # lost first, already disconnected
+    assert after.payload == {"n": "after"} and reconnects == 1

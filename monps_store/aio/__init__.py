@@ -39,7 +39,7 @@ from monps_store.aio.replicas import Replicas
 
 if TYPE_CHECKING:
     from monps_store.aio.events import AsyncListener
-    from monps_store.aio.pool import _Atomic
+    from monps_store.aio.pool import Atomic
 
 __all__ = ["check_connection", "close_db", "connection", "init_db", "listen", "pool_status",
            "replica", "run", "unit_of_work"]
@@ -153,7 +153,7 @@ def _on_context_stack(adb: AsyncMonpsDatabase) -> Iterator[None]:
 
 @contextlib.asynccontextmanager
 async def unit_of_work(actor: str | None = None, reason: str | None = None,
-                       isolation_level: str | None = None) -> AsyncIterator[_Atomic]:
+                       isolation_level: str | None = None) -> AsyncIterator[Atomic]:
     """One transaction (a savepoint when nested) for this task, with ``actor``/``reason`` for
     its writes; commits on a clean exit, rolls back on an exception or cancellation.
     ``isolation_level`` as :func:`monps_store.unit_of_work` takes it (outermost unit only)."""

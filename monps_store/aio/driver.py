@@ -75,7 +75,7 @@ def connect_kwargs(settings: config.Settings) -> dict:
     return {key: value for key, value in kwargs.items() if value is not None}
 
 
-class _Connection(AsyncPostgresqlConnection):
+class PooledConnection(AsyncPostgresqlConnection):
     """One pooled asyncpg connection of a task; ``lost`` once it was found dead."""
 
     lost = False
@@ -92,7 +92,7 @@ class _Connection(AsyncPostgresqlConnection):
         return CursorAdapter(records, rowcount=rowcount, description=description)
 
 
-class _ServerSideCursor:
+class ServerSideCursor:
     """A server-side cursor in the greenlet bridge (what ``named_cursor=True`` gives): rows
     fetched ``array_size`` at a time through asyncpg's cursor, closed (its savepoint rolled
     back, the connection free again) when exhausted or closed."""

@@ -28,8 +28,8 @@ from playhouse.pwasyncio import (
 
 from monps_store import config, errors, positions
 from monps_store.aio.driver import (
-    _Connection,
-    _ServerSideCursor,
+    PooledConnection,
+    ServerSideCursor,
     connect_kwargs,
     json_codecs,
 )
@@ -43,7 +43,7 @@ from monps_store.translate import (
 
 logger = logging.getLogger("monps_store.database")
 
-class _Atomic(AsyncPgAtomic):
+class Atomic(AsyncPgAtomic):
     """pwasyncio's transaction, with lost connections handled as the sync pool does: on a dead
     connection every statement and COMMIT raise ConnectionLost and the ROLLBACK is skipped.
     Takes peewee's ``isolation_level`` (the outermost transaction's; the settings' by default)
@@ -201,7 +201,7 @@ class AsyncMonpsDatabase(PoolPolicy, AsyncPostgresqlDatabase):
         except BaseException:
             self._in_use -= 1
             raise
-        conn = _Connection(proxy)
+        conn = PooledConnection(proxy)
         conn._pool = pool
         return conn
 
@@ -310,7 +310,7 @@ class AsyncMonpsDatabase(PoolPolicy, AsyncPostgresqlDatabase):
             raise error from exc
 
     def execute_sql(self, sql, params=None, named_cursor=None, array_size=None):
-        """pwasyncio's; ``named_cursor=True`` streams the result (``_ServerSideCursor``)."""
+        """pwasyncio's; ``named_cursor=True`` streams the result (``ServerSideCursor``)."""
         if not named_cursor:
             return super().execute_sql(sql, params)
         return await_(self._aexecute_iter(sql, params, array_size))
@@ -332,9 +332,9 @@ class AsyncMonpsDatabase(PoolPolicy, AsyncPostgresqlDatabase):
         except Exception as exc:
             self.raise_translated(conn, exc)
             raise
-        return _ServerSideCursor(cursor, array_size)
+        return ServerSideCursor(cursor, array_size)
 
     def atomic(self, *args, **kwargs):
-        return _Atomic(self, *args, **kwargs)
+        return Atomic(self, *args, **kwargs)
 
     transaction = savepoint = atomic

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from monps_store.config.settings import Secret, Settings, check_ranges
-from monps_store.config.urls import _replica_fields, parse_url, with_replicas
+from monps_store.config.urls import parse_url, replica_fields, with_replicas
 from monps_store.errors import ConfigError
 
 
@@ -116,7 +116,7 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file=".env") -> 
             problems += exc.problems
 
     if replica_urls:
-        problems += _replica_fields(replica_urls, "DATABASE_REPLICA_URLS")[1]
+        problems += replica_fields(replica_urls, "DATABASE_REPLICA_URLS")[1]
     problems += check_ranges(values)
     if problems:
         raise ConfigError(sorted(set(problems)))

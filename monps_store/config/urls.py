@@ -164,7 +164,7 @@ def from_init_params(database: str, base: Settings | None = None, **params: Any)
     return Settings(**values)
 
 
-def _replica_fields(urls, variable: str) -> tuple[list[dict], list[str]]:
+def replica_fields(urls, variable: str) -> tuple[list[dict], list[str]]:
     """The connection fields of each URL in ``urls`` (a comma-separated string or a sequence),
     and the problems found."""
     if isinstance(urls, str):
@@ -181,7 +181,7 @@ def _replica_fields(urls, variable: str) -> tuple[list[dict], list[str]]:
 def with_replicas(settings: Settings, urls, variable: str = "DATABASE_REPLICA_URLS") -> Settings:
     """``settings`` with the hot standbys at ``urls`` (a comma-separated string or a sequence):
     each takes its connection from its URL and everything else from ``settings``."""
-    found, problems = _replica_fields(urls, variable)
+    found, problems = replica_fields(urls, variable)
     if problems:
         raise ConfigError(problems)
     return dataclasses.replace(settings, replicas=tuple(

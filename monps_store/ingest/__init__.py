@@ -38,16 +38,14 @@ Modules, each importing only those named before it: ``rules`` (the input rules:
 ``validate()`` and the columns), ``reader`` (the CSV, its per-line fast path, or an iterable,
 as rows), ``producer`` (the thread that checks the rows and cuts them into chunks), ``loader``
 (the transaction: COPY, staging, merge, and ``ingest_odds`` itself). They import one another's
-underscored names directly (``from monps_store.ingest.rules import _PRICE``): on the hot path a
-module global costs what it did before the split, where ``rules._PRICE`` would add a lookup.
+names directly (``from monps_store.ingest.rules import PRICE``): on the hot path a module
+global costs what it did before the split, where ``rules.PRICE`` would add a lookup.
 """
 
 from monps_store.ingest.loader import AUDIT, CHANGED_CHANNEL, ingest_odds
 from monps_store.ingest.producer import CHUNK_ROWS, SKIP_INVALID_HINT, IngestReport
-from monps_store.ingest.reader import _fast_path as _fast_path  # the _names: for tests only
-from monps_store.ingest.reader import _key_of as _key_of
-from monps_store.ingest.rules import COLUMNS, KEY, VALUES, validate
-from monps_store.ingest.rules import _BadRow as _BadRow
+from monps_store.ingest.reader import fast_path, key_of
+from monps_store.ingest.rules import COLUMNS, KEY, VALUES, BadRow, validate
 
 __all__ = ["AUDIT", "CHANGED_CHANNEL", "CHUNK_ROWS", "COLUMNS", "KEY", "SKIP_INVALID_HINT",
-           "VALUES", "IngestReport", "ingest_odds", "validate"]
+           "VALUES", "BadRow", "IngestReport", "fast_path", "ingest_odds", "key_of", "validate"]

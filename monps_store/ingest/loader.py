@@ -23,9 +23,9 @@ import psycopg2
 
 from monps_store import audit, events, partitions, translate
 from monps_store.database import advisory_lock_key, connection, db
-from monps_store.ingest.producer import CHUNK_ROWS, IngestReport, _drain, _Producer
-from monps_store.ingest.reader import _key_of, _Mode, _open_source
-from monps_store.ingest.rules import COLUMNS, KEY, VALUES, _short
+from monps_store.ingest.producer import CHUNK_ROWS, IngestReport, Producer, drain
+from monps_store.ingest.reader import Mode, key_of, open_source
+from monps_store.ingest.rules import COLUMNS, KEY, VALUES, short
 
 # The package's name, as before it was split: log lines (the CLI prints the logger's name)
 # and any filter configured on it stay as they were.
@@ -46,7 +46,7 @@ _COPY_STAGE = f"COPY monps_odds_stage ({_LOADED}) FROM STDIN WITH (FORMAT csv)"
 _MERGE = f"""
 WITH merged AS (
     INSERT INTO public.odds AS o ({_LOADED})
-    SELECT {_LOADED} FROM monps_odds_stage  -- one row per key (see _Producer)
+    SELECT {_LOADED} FROM monps_odds_stage  -- one row per key (see Producer)
     ON CONFLICT ({', '.join(KEY)}) DO UPDATE SET
         {', '.join(f'{c} = EXCLUDED.{c}' for c in VALUES)},
         updated_at = clock_timestamp(), updated_by = EXCLUDED.updated_by,
@@ -71,22 +71,22 @@ def ingest_odds(source, *, skip_invalid: bool = False, rejects=None,
     chunk. Raises InvalidInput (strict mode) having written nothing."""
     start = time.perf_counter()
     with contextlib.ExitStack() as stack:
-        mode = _Mode()
-        name, rows = _open_source(source, stack, mode)
+        mode = Mode()
+        name, rows = open_source(source, stack, mode)
         rejects_writer = None
         if rejects is not None:
             target = stack.enter_context(open(rejects, "w", newline="", encoding="utf-8")) \
                 if isinstance(rejects, (str, os.PathLike)) else rejects
             rejects_writer = csv.writer(target, lineterminator="\n")
             rejects_writer.writerow(["line", "reason", *COLUMNS])
-        producer = _Producer(rows, name, skip_invalid, rejects_writer, chunk_rows,
+        producer = Producer(rows, name, skip_invalid, rejects_writer, chunk_rows,
                              _audit_prefix(), mode)
         producer.start()
         try:
             report = _load(producer, progress)
         finally:
             producer.stop.set()
-            _drain(producer)
+            drain(producer)
             producer.join()
     report.seconds = time.perf_counter() - start
     return report
@@ -101,7 +101,7 @@ def _audit_prefix() -> str:
     return buffer.getvalue()
 
 
-def _load(producer: _Producer, progress) -> IngestReport:
+def _load(producer: Producer, progress) -> IngestReport:
     """Each chunk: COPY straight into ``public.odds`` inside a savepoint (every row new: the
     speed of COPY); if a row's key is already stored, that chunk goes through the staging
     table instead and one ``INSERT ... ON CONFLICT DO UPDATE ... WHERE (values) IS DISTINCT
@@ -160,7 +160,7 @@ def _last_of_each_key(texts: list[str], keys: list, prefix_length: int) -> tuple
     """The chunk with each natural key once (its last line), and how many keys."""
     last = {}
     for text, key in zip(texts, keys, strict=True):
-        last[key if key is not None else _key_of(text, prefix_length)] = text
+        last[key if key is not None else key_of(text, prefix_length)] = text
     return "".join(last.values()), len(last)
 
 
@@ -243,6 +243,6 @@ class _CopyExceptHook:
     def __call__(self, exc_type, exc, tb):
         if (getattr(_copying, "active", False) and issubclass(exc_type, SystemError)
                 and isinstance(exc.__cause__, psycopg2.Error)):
-            logger.debug("psycopg2 reported during COPY: %s", _short(str(exc.__cause__)))
+            logger.debug("psycopg2 reported during COPY: %s", short(str(exc.__cause__)))
             return
         self.previous(exc_type, exc, tb)

@@ -1,6 +1,6 @@
 """The ingest's producer thread: rows checked and cut into the chunks the loader COPYs.
 
-    producer = _Producer(rows, name, skip_invalid, rejects_writer, CHUNK_ROWS, prefix, mode)
+    producer = Producer(rows, name, skip_invalid, rejects_writer, CHUNK_ROWS, prefix, mode)
     producer.start()
     while (chunk := producer.chunks.get()) is not None: ...
     if producer.error is not None: raise producer.error
@@ -19,7 +19,7 @@ import threading
 from dataclasses import dataclass
 
 from monps_store import errors, partitions
-from monps_store.ingest.rules import _BadRow, validate
+from monps_store.ingest.rules import BadRow, validate
 
 CHUNK_ROWS = 20_000
 SKIP_INVALID_HINT = "pass skip_invalid=True to load the good rows"  # the CLI names its flag
@@ -49,7 +49,7 @@ class IngestReport:
         return text
 
 
-class _Producer(threading.Thread):
+class Producer(threading.Thread):
     """Validates rows and queues chunks; None ends the stream. A chunk is the rows' COPY
     lines (each starting with the audit columns, ``prefix``), their natural keys (None for a
     line the fast path took while ``mode.keyed`` was off; the whole list None when the chunk
@@ -97,10 +97,10 @@ class _Producer(threading.Thread):
                 matches.add(match)
             else:
                 try:
-                    if isinstance(item, _BadRow):
+                    if isinstance(item, BadRow):
                         raise item
                     key = validate(item)
-                except _BadRow as bad:
+                except BadRow as bad:
                     self._reject(bad, line, item)
                     continue
                 buffer.seek(0)
@@ -130,7 +130,7 @@ class _Producer(threading.Thread):
             return
         self.chunks.put((texts, keys, months, count, matches))
 
-    def _reject(self, bad: _BadRow, line: int, fields) -> None:
+    def _reject(self, bad: BadRow, line: int, fields) -> None:
         message = bad.describe(line)
         if not self.skip_invalid:
             raise errors.InvalidInput(f"{self.source_name}: {message}; nothing was written "
@@ -140,7 +140,7 @@ class _Producer(threading.Thread):
             self.rejects.writerow([line, message, *(fields if isinstance(fields, list) else [])])
 
 
-def _drain(producer: _Producer) -> None:
+def drain(producer: Producer) -> None:
     """Unblock a producer waiting on a full queue after the consumer stopped early."""
     while producer.is_alive():
         try:

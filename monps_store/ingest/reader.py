@@ -1,8 +1,8 @@
 """The ingest's input as rows: a CSV file (with its per-line fast path) or an iterable of dicts.
 
     from monps_store.ingest import reader
-    name, rows = reader._open_source("odds.csv", stack, mode)  # stack: a contextlib.ExitStack
-    for line, item in rows: ...  # a fast-path tuple, fields in COLUMNS order, or a _BadRow
+    name, rows = reader.open_source("odds.csv", stack, mode)  # stack: a contextlib.ExitStack
+    for line, item in rows: ...  # a fast-path tuple, fields in COLUMNS order, or a BadRow
 
 The fast path takes a plain line in the standard column order that is certainly valid and
 passes it on as read; a line it does not take is not wrong, only left to the csv module and
@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterable, Mapping
 
 from monps_store import errors, partitions
-from monps_store.ingest.rules import _FORBIDDEN, _PRICE, COLUMNS, _as_text, _BadRow
+from monps_store.ingest.rules import COLUMNS, FORBIDDEN, PRICE, BadRow, as_text
 
 _FAST_TIME = re.compile(
     r"(?!0000|0001|9999)[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
@@ -30,7 +30,7 @@ _FAST_TIME = re.compile(
 _VERDICTS_KEPT = 20_000  # distinct times (or prices) remembered before starting afresh
 
 
-class _Mode:
+class Mode:
     """Shared by the reader and the loader: whether fast lines need their natural key (the
     loader is merging chunks, which must hold each key once) or can go without it (a chunk
     COPYed straight into the table: the unique index itself refuses a repeated key)."""
@@ -38,7 +38,7 @@ class _Mode:
     keyed = False
 
 
-def _open_source(source, stack, mode: _Mode):
+def open_source(source, stack, mode: Mode):
     """``(name for messages, rows)`` for a CSV path, a text file object or an iterable of
     mappings; a file opened here is closed by ``stack``."""
     if isinstance(source, (str, os.PathLike)):
@@ -56,8 +56,8 @@ def _open_source(source, stack, mode: _Mode):
     return "<rows>", _rows_from_iterable(source)
 
 
-def _rows_from_csv(stream, name: str, mode: _Mode):
-    """For each data row of a CSV stream: ``(line number, fields in COLUMNS order or _BadRow)``,
+def _rows_from_csv(stream, name: str, mode: Mode):
+    """For each data row of a CSV stream: ``(line number, fields in COLUMNS order or BadRow)``,
     or, for a plain line in the standard column order that passes the fast checks,
     ``(line number, (natural key or None, the line for COPY, UTC month))`` as a tuple."""
     lines = iter(stream)
@@ -87,7 +87,7 @@ def _rows_from_csv(stream, name: str, mode: _Mode):
     identity = order == list(range(len(COLUMNS)))
     width = len(header)
     number = reader.line_num
-    fast = _fast_path() if identity else None
+    fast = fast_path() if identity else None
     while True:
         try:
             line = next(lines)
@@ -110,13 +110,13 @@ def _rows_from_csv(stream, name: str, mode: _Mode):
             fields = next(record, [])
         except csv.Error as exc:
             number += record.line_num - 1
-            yield number, _BadRow(None, f"malformed CSV: {exc}")
+            yield number, BadRow(None, f"malformed CSV: {exc}")
             continue
         number += record.line_num - 1
         if len(fields) != width:
             if not any(fields):
                 continue  # a blank line
-            yield number, _BadRow(None, f"expected {width} fields, got {len(fields)}")
+            yield number, BadRow(None, f"expected {width} fields, got {len(fields)}")
             continue
         yield number, fields if identity else [fields[i] for i in order]
 
@@ -133,10 +133,10 @@ def _fast_time(value: str):
 
 
 def _fast_price(value: str) -> bool:
-    return _PRICE.fullmatch(value) is not None and float(value) > 1
+    return PRICE.fullmatch(value) is not None and float(value) > 1
 
 
-def _fast_path():
+def fast_path():
     """A function of (line, keyed) giving (natural key or None, the line ending in one LF, UTC
     month, match id) for a line certainly valid, else None; it remembers the times and prices
     it has checked. The key holds ``collected_at`` parsed, so ``Z`` and ``+00:00`` are one
@@ -157,7 +157,7 @@ def _fast_path():
             line = line[:-1]
         if line[-1:] == "\r":
             line = line[:-1]
-        if "\r" in line or "\n" in line or (not line.isascii() and _FORBIDDEN.search(line)):
+        if "\r" in line or "\n" in line or (not line.isascii() and FORBIDDEN.search(line)):
             return None
         fields = line.split(",")
         if len(fields) != 10:
@@ -187,7 +187,7 @@ def _fast_path():
     return fast_line
 
 
-def _key_of(text: str, prefix_length: int) -> tuple:
+def key_of(text: str, prefix_length: int) -> tuple:
     """The natural key of a chunk line the fast path took without one."""
     fields = text[prefix_length:].rstrip("\n").split(",")
     return (fields[0], fields[4], fields[5], fields[6],
@@ -203,11 +203,11 @@ def _rows_from_iterable(rows: Iterable[Mapping]):
     for line, row in enumerate(rows, start=1):
         try:
             if not isinstance(row, Mapping):
-                raise _BadRow(None, f"expected a mapping of column to value, got "
+                raise BadRow(None, f"expected a mapping of column to value, got "
                                     f"{type(row).__name__}")
             extra = set(row) - set(COLUMNS)
             if extra:
-                raise _BadRow(None, f"unknown field(s) {', '.join(sorted(map(str, extra)))}")
-            yield line, [_as_text(c, row.get(c)) for c in COLUMNS]
-        except _BadRow as bad:
+                raise BadRow(None, f"unknown field(s) {', '.join(sorted(map(str, extra)))}")
+            yield line, [as_text(c, row.get(c)) for c in COLUMNS]
+        except BadRow as bad:
             yield line, bad

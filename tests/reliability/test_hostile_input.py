@@ -361,17 +361,17 @@ def test_the_fast_path_at_its_edges_takes_the_common_forms_and_leaves_the_rest(f
     taken = fast_path_verdicts(lines, {})
     assert must_take <= taken, sorted(must_take - taken)
     new_year_in_utc = ",".join({**base, "collected_at": "2026-12-31T23:30:00-01:00"}.values())
-    assert ingest._fast_path()(new_year_in_utc, False)[2] == (2027, 1)
+    assert ingest.fast_path()(new_year_in_utc, False)[2] == (2027, 1)
     figures.add("hostile input: CSV fast path", examples=1, lines=len(lines), taken=len(taken))
 
 
 def fast_path_verdicts(lines, bad_of) -> set[str]:
     """Run the fast path over ``lines`` in order, checking each line it takes against the csv
     module and validate(); the lines taken."""
-    remembering, taken = ingest._fast_path(), set()
+    remembering, taken = ingest.fast_path(), set()
     for text in lines:
         verdict = remembering(text, True)
-        assert verdict == ingest._fast_path()(text, True), text  # as if seen first
+        assert verdict == ingest.fast_path()(text, True), text  # as if seen first
         if verdict is None:
             continue
         taken.add(text)
@@ -380,7 +380,7 @@ def fast_path_verdicts(lines, bad_of) -> set[str]:
         key = ingest.validate(fields)  # raises if the fast path took a bad line
         assert verdict[0] == key and verdict[2] == partitions.month_of(key[4])
         assert verdict[1] == text.rstrip("\r\n") + "\n" and verdict[3] == fields[0]
-        assert ingest._key_of("prefix," + verdict[1], len("prefix,")) == key
+        assert ingest.key_of("prefix," + verdict[1], len("prefix,")) == key
     return taken
 
 
@@ -405,10 +405,10 @@ def test_prices_padded_with_zeros_are_taken_and_prices_that_would_round_are_refu
         lines.append(text)
         bad_of[text] = set() if exact else {"price"}
         if exact:
-            assert ingest._fast_path()(text, True) is not None, price
+            assert ingest.fast_path()(text, True) is not None, price
             assert ingest.validate(fields)[0] == "m1"
         else:
-            with pytest.raises(ingest._BadRow) as refused:
+            with pytest.raises(ingest.BadRow) as refused:
                 ingest.validate(fields)
             assert refused.value.reason == "is not a decimal with at most 3 decimal places"
     taken = fast_path_verdicts(lines, bad_of)
