@@ -109,7 +109,7 @@ def primary_and_standby(options: str = ""):
     """``options``: extra server options for both, e.g. ``"-c max_connections=300"``."""
     from monps_store import embedded
 
-    pgserver = embedded._pgserver()
+    pgserver = embedded.load_pgserver()
     bin_dir = Path(pgserver.__file__).parent / "pginstall" / "bin"
     root = Path(tempfile.mkdtemp(prefix="monps-replica-"))
     user = None

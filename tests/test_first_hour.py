@@ -141,7 +141,7 @@ def test_on_a_python_without_pgserver_builds_the_error_says_so(monkeypatch):
     version = collections.namedtuple("version_info", "major minor micro releaselevel serial")
     monkeypatch.setattr(sys, "version_info", version(3, 13, 0, "final", 0))
     with pytest.raises(errors.EmbeddedUnavailable, match="no build for Python 3.13") as raised:
-        embedded._pgserver()
+        embedded.load_pgserver()
     assert "pip install" not in str(raised.value)
 
 
