@@ -765,3 +765,24 @@ def test_an_async_database_copied_from_its_connect_params_reaches_the_same_serve
             await original.close_pool()
 
     assert asyncio.run(scenario()) == monps_store.config.from_url(pg.url).database
+
+
+def test_a_connection_returned_after_its_pool_was_replaced_is_closed_and_let_go(pg, db):
+    from monps_store.aio.pool import AsyncMonpsDatabase
+
+    async def scenario():
+        adb = AsyncMonpsDatabase(monps_store.config.from_url(pg.url))
+        adb.close_timeout = 0.2
+        try:
+            conn = await adb.aconnect()
+            adb._state.reset()  # a task that still holds it when the pool goes
+            await adb.close_pool()
+            await adb.aexecute_sql("SELECT 1")  # a new pool
+            await adb._release_conn(conn)
+            return conn.conn, adb.pool_status()
+        finally:
+            await adb.close_pool()
+
+    wrapped, status = asyncio.run(scenario())
+    assert wrapped is None  # closed, not kept or handed to the new pool
+    assert (status["dead_discarded"], status["lost"]) == (0, 0)

@@ -114,12 +114,16 @@ class AsyncMonpsDatabase(PoolPolicy, AsyncPostgresqlDatabase):
 
     def __init__(self, settings: config.Settings | str, *, pool_size: int = 10,
                  pool_min_size: int = 0, acquire_timeout: float = 10, **params: Any):
+        # How long close_pool() waits for connections in use: aio.close_db(timeout) sets it;
+        # made as pwasyncio's database is, acquire_timeout, as pwasyncio waits.
+        close_timeout = 10.0
         if not isinstance(settings, config.Settings):
             # pwasyncio's parameters in the pool's terms: at most pool_size connections,
             # waiting up to acquire_timeout seconds for one (0: not at all).
             settings = config.from_init_params(
                 settings, max_connections=pool_size, timeout=acquire_timeout or None,
                 **params)
+            close_timeout = float(acquire_timeout)
         elif params:
             raise TypeError(f"AsyncMonpsDatabase(settings) takes no connection parameters "
                             f"besides them: {', '.join(sorted(params))}")
@@ -133,7 +137,7 @@ class AsyncMonpsDatabase(PoolPolicy, AsyncPostgresqlDatabase):
         self.connect_params = {key: value for key, value in settings.connect_params().items()
                                if key not in ("dbname", "options")}
         self._in_use = 0
-        self.close_timeout = 10.0  # seconds close_pool() waits for connections in use
+        self.close_timeout = close_timeout
         self._cutting_off = False  # close_pool() cut off connections still in use
         # raw connection -> monotonic creation time
         self._born: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -215,8 +219,7 @@ class AsyncMonpsDatabase(PoolPolicy, AsyncPostgresqlDatabase):
         if self._pool is None or getattr(conn, "_pool", None) is not self._pool:
             # Its pool was closed or replaced while a task held it: nothing is wrong with it.
             logger.debug("closed a connection returned after its pool was closed")
-            if not detached:
-                await conn.close()
+            await conn.close()  # drops the wrapper's hold on it, detached or not
             return
         if self._cutting_off and (conn.lost or detached):
             return  # close_pool() cut it off and said so
