@@ -786,3 +786,42 @@ def test_a_connection_returned_after_its_pool_was_replaced_is_closed_and_let_go(
     wrapped, status = asyncio.run(scenario())
     assert wrapped is None  # closed, not kept or handed to the new pool
     assert (status["dead_discarded"], status["lost"]) == (0, 0)
+
+
+def test_after_a_close_that_cut_connections_off_a_new_pool_reports_its_losses_again(pg, db,
+                                                                                    caplog):
+    from monps_store.aio.pool import AsyncMonpsDatabase
+
+    caplog.set_level(logging.INFO, logger="monps_store")
+
+    async def scenario():
+        adb = AsyncMonpsDatabase(monps_store.config.from_url(pg.url))
+        adb.close_timeout = 0.2
+        started = asyncio.Event()
+
+        async def stuck():
+            async with adb:
+                started.set()
+                await adb.aexecute_sql("SELECT pg_sleep(5)")
+
+        task = asyncio.create_task(stuck())
+        await started.wait()
+        await asyncio.sleep(0.1)
+        await adb.close_pool()  # cuts the stuck request off
+        await asyncio.gather(task, return_exceptions=True)
+        caplog.clear()
+        try:  # the same database, a new pool: a connection lost now is news again
+            with pytest.raises(errors.ConnectionLost):
+                async with adb.atomic():
+                    pid = (await adb.aexecute_sql("SELECT pg_backend_pid()")).fetchone()[0]
+                    await asyncio.to_thread(pg.terminate, pid)
+                    await asyncio.sleep(0.2)
+                    await adb.aexecute_sql("SELECT 1")
+            await adb.aclose()
+            return [(r.levelno, r.getMessage()) for r in caplog.records]
+        finally:
+            await adb.close_pool()
+
+    records = asyncio.run(scenario())
+    assert [level for level, message in records
+            if message.startswith("database connection lost")] == [logging.WARNING]

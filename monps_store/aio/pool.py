@@ -138,7 +138,7 @@ class AsyncMonpsDatabase(PoolPolicy, AsyncPostgresqlDatabase):
                                if key not in ("dbname", "options")}
         self._in_use = 0
         self.close_timeout = close_timeout
-        self._cutting_off = False  # close_pool() cut off connections still in use
+        self._cut_off_pool: Any = None  # the closed pool whose connections close_pool() cut off
         # raw connection -> monotonic creation time
         self._born: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._reset_figures()
@@ -221,7 +221,7 @@ class AsyncMonpsDatabase(PoolPolicy, AsyncPostgresqlDatabase):
             logger.debug("closed a connection returned after its pool was closed")
             await conn.close()  # drops the wrapper's hold on it, detached or not
             return
-        if self._cutting_off and (conn.lost or detached):
+        if self._cut_off(conn) and (conn.lost or detached):
             return  # close_pool() cut it off and said so
         if conn.lost or detached or conn.stale():
             self._count("dead_discarded")
@@ -240,8 +240,9 @@ class AsyncMonpsDatabase(PoolPolicy, AsyncPostgresqlDatabase):
         pool = self._pool
         closing = asyncio.ensure_future(pool.close())
         done, _ = await asyncio.wait({closing}, timeout=self.close_timeout)
-        if closing not in done:
-            self._cutting_off = True
+        cut_off = closing not in done
+        if cut_off:
+            self._cut_off_pool = pool
             logger.warning("closing the async pool: %d connection(s) still in use after "
                            "%gs were cut off", self._in_use, self.close_timeout)
             pool.terminate()
@@ -249,7 +250,7 @@ class AsyncMonpsDatabase(PoolPolicy, AsyncPostgresqlDatabase):
         try:
             await closing
         except (asyncio.CancelledError, Exception):  # terminated: nothing left to close
-            if not self._cutting_off:
+            if not cut_off:
                 raise
 
     async def note_commit_position(self, conn) -> None:
@@ -302,7 +303,11 @@ class AsyncMonpsDatabase(PoolPolicy, AsyncPostgresqlDatabase):
         if not conn.lost:
             conn.lost = True
             # Cut off by close_pool(), which said so once: not news for every connection.
-            self._note_lost(reason, quiet=self._cutting_off)
+            self._note_lost(reason, quiet=self._cut_off(conn))
+
+    def _cut_off(self, conn) -> bool:
+        # Only the pool close_pool() cut off: a pool made again later is judged as any other.
+        return self._cut_off_pool is not None and getattr(conn, "_pool", None) is self._cut_off_pool
 
     def raise_translated(self, conn, exc) -> None:
         """Raise the package's error for ``exc``, as the sync pool's ``raise_translated``."""
