@@ -283,8 +283,8 @@ class Pool(PoolPolicy, PooledPostgresqlDatabase):
         return len(closing)
 
     def close_all(self):
-        if not self.deferred and not self.in_transaction():
-            self.close()
+        if not self.deferred:
+            self.close()  # as peewee's: refused inside a transaction
         with self._pool_lock:
             closing = [conn for _ts, _n, conn in self._connections]
             closing += [held.connection for held in self._in_use.values()]
